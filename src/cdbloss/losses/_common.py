@@ -1,0 +1,136 @@
+"""Plumbing every loss shares: input checks and the weighted reductions.
+
+All losses in :mod:`cdbloss.losses` take ``logits (N, C)`` and ``target (N,)``
+and reduce per-sample losses ``l_i`` with per-class weights ``w``:
+
+* ``"none"``: the vector ``w_{y_i} l_i`` of shape ``(N,)`` (0 where ignored);
+* ``"sum"``: :math:`\\sum_i w_{y_i} l_i`;
+* ``"mean"``: :math:`\\sum_i w_{y_i} l_i / \\sum_i w_{y_i}`, exactly
+  ``torch.nn.CrossEntropyLoss(weight=w)``; when the denominator is 0 (every
+  sample's class has weight 0, or every target is ignored) the loss is 0 with
+  zero gradients instead of NaN;
+* ``"sample_mean"``: :math:`\\sum_i w_{y_i} l_i / N'` with ``N'`` the number of
+  non-ignored samples: the reduction of the CDB authors' CIFAR and EGTEA code.
+  At extreme imbalance it can starve training (see docs/losses.md).
+
+Without class weights ``"mean"`` and ``"sample_mean"`` coincide.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor
+
+Reduction = Literal["none", "mean", "sum", "sample_mean"]
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+
+__all__ = ["REDUCTIONS", "Reduction", "check_inputs", "check_reduction", "reduce_weighted"]
+
+
+def check_reduction(reduction: str) -> None:
+    """Raise ``ValueError`` unless ``reduction`` is one of :data:`REDUCTIONS`."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_inputs(
+    logits: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    name: str = "loss",
+) -> None:
+    """Check shapes, dtypes and (on CPU) the target range before any work.
+
+    Args:
+        logits: ``(N, C)`` floating point.
+        target: ``(N,)`` integer class indices in ``[0, C)`` or ``ignore_index``.
+        weight: optional ``(C,)`` per-class weights.
+
+    Raises:
+        ValueError: with what was expected and what came.
+    """
+    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
+        raise ValueError(
+            f"{name}: logits and target must be tensors, got "
+            f"{type(logits).__name__} and {type(target).__name__}"
+        )
+    if logits.dim() != 2:
+        raise ValueError(f"{name}: logits must have shape (N, C), got {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"{name}: logits must be floating point, got dtype {logits.dtype}")
+    n, c = logits.shape
+    if c == 0:
+        raise ValueError(f"{name}: logits must have at least one class, got shape {(n, c)}")
+    if target.dim() != 1 or target.shape[0] != n:
+        raise ValueError(
+            f"{name}: target must have shape (N,) = ({n},) to match logits {tuple(logits.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        raise ValueError(
+            f"{name}: target must hold integer class indices (int64), got dtype {target.dtype}"
+        )
+    if weight is not None:
+        if not isinstance(weight, Tensor) or weight.dim() != 1 or weight.shape[0] != c:
+            shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+            raise ValueError(
+                f"{name}: weight must have shape (C,) = ({c},) to match logits, got {shape}"
+            )
+    # A device-side check would force a host sync on accelerators; there the
+    # kernels' own asserts catch bad targets. On CPU it costs two small reductions.
+    if target.device.type == "cpu" and n > 0:
+        valid = target[target != ignore_index]
+        if valid.numel():
+            lo, hi = torch.aminmax(valid)
+            if int(lo) < 0 or int(hi) >= c:
+                bad = int(lo) if int(lo) < 0 else int(hi)
+                raise ValueError(
+                    f"{name}: target values must lie in [0, {c}) or equal ignore_index="
+                    f"{ignore_index}, got {bad}"
+                )
+
+
+def reduce_weighted(
+    per_sample: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    reduction: str,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Apply per-class weights and a reduction to unweighted per-sample losses.
+
+    Args:
+        per_sample: ``(N,)`` unweighted losses ``l_i``; entries of ignored
+            samples may hold anything finite (they are zeroed).
+        target: ``(N,)`` class indices or ``ignore_index``.
+        weight: ``(C,)`` class weights or ``None`` (all ones).
+        reduction: one of :data:`REDUCTIONS` (see the module docstring).
+
+    Returns:
+        ``(N,)`` for ``"none"``, else a scalar.
+    """
+    keep = target != ignore_index
+    safe_target = torch.where(keep, target, torch.zeros_like(target))
+    if weight is None:
+        w = keep.to(per_sample.dtype)  # (N,)
+    else:
+        w = weight.to(per_sample.dtype)[safe_target] * keep  # (N,) w_{y_i}, 0 if ignored
+    weighted = torch.where(keep, per_sample, torch.zeros_like(per_sample)) * w  # (N,)
+    if reduction == "none":
+        return weighted
+    total = weighted.sum()
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        denom = w.sum()
+    elif reduction == "sample_mean":
+        denom = keep.sum().to(per_sample.dtype)
+    else:
+        check_reduction(reduction)
+        raise AssertionError("unreachable")
+    # denom == 0 implies total == 0 (every term has w = 0): 0 / tiny = 0, and the
+    # gradient w_i / tiny = 0 as well, so no NaN appears.
+    return total / denom.clamp_min(torch.finfo(per_sample.dtype).tiny)

@@ -1,0 +1,265 @@
+"""Pure weighting functions: accuracy -> difficulty -> class weights.
+
+Everything here is a pure function of tensors: no state, no randomness. The
+formulas follow Sinha, Ohashi & Nakamura, "Class-Wise Difficulty-Balanced Loss
+for Solving Class-Imbalance" (ACCV 2020), and, for the frequency-based
+weights, Cui et al. (CVPR 2019) and the usual inverse-frequency schemes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, Union
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "TauSpec",
+    "cdb_weights",
+    "class_balanced_weights",
+    "dynamic_tau",
+    "inverse_frequency_weights",
+    "normalize_weights",
+    "resolve_tau",
+]
+
+#: ``tau`` accepted by :func:`cdb_weights` and :class:`~cdbloss.CDBLoss`: a float
+#: ``>= 0``, ``"dynamic"`` (the paper's Eq. 3-4) or ``"dynamic-sigmoid"`` (the
+#: variant in the authors' CIFAR and EGTEA scripts, ``sigmoid(max A / (min A + eps))``).
+TauSpec = Union[float, Literal["dynamic", "dynamic-sigmoid"]]
+
+_DYNAMIC_MODES = ("dynamic", "dynamic-sigmoid")
+
+ArrayLike = Union[Tensor, Sequence[float]]
+
+
+def _as_accuracy(accuracy: ArrayLike, name: str = "accuracy") -> Tensor:
+    """Validate a per-class accuracy vector: 1-D, non-empty, values in [0, 1] or NaN."""
+    acc = torch.as_tensor(accuracy)
+    if not (acc.is_floating_point() or acc.dtype in (torch.int64, torch.int32)):
+        raise ValueError(f"{name} must be a float tensor of per-class accuracies, got dtype {acc.dtype}")
+    acc = acc.to(torch.float64) if not acc.is_floating_point() else acc
+    if acc.dim() != 1 or acc.numel() == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 1-D tensor of shape (C,), got shape {tuple(acc.shape)}"
+        )
+    finite = acc[~torch.isnan(acc)]
+    if finite.numel() and (bool((finite < 0).any()) or bool((finite > 1).any())):
+        bad = finite[(finite < 0) | (finite > 1)]
+        raise ValueError(
+            f"{name} must lie in [0, 1] (NaN marks a class with no samples), "
+            f"got values such as {bad[0].item()!r}"
+        )
+    return acc
+
+
+def dynamic_tau(
+    accuracy: ArrayLike, eps: float = 1e-4, variant: Literal["paper", "sigmoid"] = "paper"
+) -> float:
+    r"""The dynamic exponent of CDB (paper Eq. 3-4).
+
+    .. math::
+        b = \frac{\max_c A_c}{\min_c A_c + \epsilon} - 1, \qquad
+        \tau = \frac{2}{1 + e^{-b}}
+
+    ``tau`` lies in ``(0.5, 2]``: it is (just under) 1 when every class is
+    equally accurate and approaches 2 as the gap between the best and the worst
+    class grows. The formula is applied as written, so equal accuracies give
+    ``b = A / (A + eps) - 1``, slightly below 0.
+
+    Args:
+        accuracy: per-class accuracy ``(C,)`` in ``[0, 1]``. Classes whose
+            accuracy is NaN (no validation samples) are left out of the max and min.
+        eps: the paper's ``epsilon`` (1e-4; the authors' code uses 0.01).
+        variant: ``"paper"`` for Eq. 3-4, or ``"sigmoid"`` for the authors'
+            CIFAR/EGTEA scripts, ``tau = 1 / (1 + exp(-max A / (min A + eps)))``
+            (range 0.5..1).
+
+    Returns:
+        ``tau`` as a Python float. With no measured class at all, the value for
+        equal accuracies (1.0 for the paper, sigmoid(1) for the variant).
+
+    Example:
+        >>> round(dynamic_tau([0.9, 0.9]), 3)
+        1.0
+        >>> dynamic_tau([1.0, 0.0]) > 1.99
+        True
+    """
+    if eps <= 0 or not math.isfinite(eps):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    if variant not in ("paper", "sigmoid"):
+        raise ValueError(f"variant must be 'paper' or 'sigmoid', got {variant!r}")
+    acc = _as_accuracy(accuracy)
+    measured = acc[~torch.isnan(acc)].to(torch.float64)
+    if measured.numel() == 0:
+        ratio = 1.0
+    else:
+        ratio = float(measured.max()) / (float(measured.min()) + eps)
+    if variant == "sigmoid":
+        return 1.0 / (1.0 + math.exp(-ratio))
+    b = ratio - 1.0
+    # b >= -1 always; exp(-b) may overflow only for b < -709, which cannot happen.
+    return 2.0 / (1.0 + math.exp(-b)) if b < 700 else 2.0
+
+
+def resolve_tau(tau: TauSpec, accuracy: ArrayLike, eps: float = 1e-4) -> float:
+    """Turn a ``tau`` spec into the number used for these accuracies.
+
+    ``"dynamic"`` -> :func:`dynamic_tau` (paper), ``"dynamic-sigmoid"`` -> its
+    code variant, a number -> itself (checked ``>= 0`` and finite).
+    """
+    if isinstance(tau, str):
+        if tau not in _DYNAMIC_MODES:
+            raise ValueError(f"tau must be a float >= 0 or one of {_DYNAMIC_MODES}, got {tau!r}")
+        variant: Literal["paper", "sigmoid"] = "paper" if tau == "dynamic" else "sigmoid"
+        return dynamic_tau(accuracy, eps=eps, variant=variant)
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise ValueError(f"tau must be a float >= 0 or one of {_DYNAMIC_MODES}, got {tau!r}")
+    if not math.isfinite(tau) or tau < 0:
+        raise ValueError(f"tau must be a finite float >= 0, got {tau!r}")
+    return float(tau)
+
+
+def normalize_weights(weights: Tensor) -> Tensor:
+    r"""Rescale non-negative weights ``(C,)`` to sum to ``C`` (mean 1).
+
+    .. math:: w_c \leftarrow C \, w_c / \sum_k w_k
+
+    All-zero input gives uniform ones instead of ``0/0``.
+    """
+    if weights.dim() != 1 or weights.numel() == 0:
+        raise ValueError(f"weights must have shape (C,), got {tuple(weights.shape)}")
+    total = weights.sum()
+    if float(total) <= 0:
+        return torch.ones_like(weights)
+    return weights * (weights.numel() / total)
+
+
+def cdb_weights(
+    accuracy: ArrayLike,
+    tau: TauSpec = "dynamic",
+    eps: float = 1e-4,
+    normalize: bool = True,
+) -> Tensor:
+    r"""Class-wise difficulty-balanced weights (paper Eq. 2).
+
+    .. math::
+        d_c = 1 - A_c, \qquad w_c = d_c^{\tau}
+
+    and, with ``normalize=True`` (the authors' code), :math:`w \leftarrow C w / \sum_k w_k`.
+
+    Edge cases, chosen so the result is always finite:
+
+    * every class perfect (all :math:`d_c = 0`, so all :math:`w_c = 0`): uniform ones;
+    * ``tau = 0``: every weight is 1 (``0 ** 0 = 1``), i.e. plain cross-entropy;
+    * a class with accuracy NaN (no validation samples, see
+      :meth:`ClassDifficulty.compute`) gets the mean of the measured classes'
+      weights, i.e. it is treated as a class of average difficulty; if no
+      class was measured the result is uniform ones.
+
+    Args:
+        accuracy: per-class validation accuracy ``(C,)``, values in ``[0, 1]`` or NaN.
+        tau: a float ``>= 0``, ``"dynamic"`` or ``"dynamic-sigmoid"`` (see :data:`TauSpec`).
+        eps: ``epsilon`` of the dynamic tau.
+        normalize: rescale to sum to ``C``.
+
+    Returns:
+        Tensor ``(C,)`` of float weights, on the device of ``accuracy``, in its
+        floating dtype (float32 for integer or list input).
+
+    Example:
+        >>> cdb_weights([0.5, 1.0], tau=1.0, normalize=False)
+        tensor([0.5000, 0.0000])
+        >>> cdb_weights([0.5, 1.0], tau=1.0)
+        tensor([2., 0.])
+    """
+    acc = _as_accuracy(accuracy)
+    out_dtype = acc.dtype if acc.is_floating_point() and torch.is_tensor(accuracy) else torch.float32
+    t = resolve_tau(tau, acc, eps=eps)
+    acc64 = acc.to(torch.float64)
+    nan = torch.isnan(acc64)
+    difficulty = (1.0 - acc64).clamp_min(0.0)
+    weights = difficulty.pow(t)  # pow(0, 0) == 1, so tau = 0 gives ones
+    if bool(nan.all()):
+        weights = torch.ones_like(acc64)
+    elif bool(nan.any()):
+        weights = torch.where(nan, weights[~nan].mean(), weights)
+    if float(weights.sum()) <= 0:
+        weights = torch.ones_like(weights)
+    if normalize:
+        weights = normalize_weights(weights)
+    return weights.to(out_dtype)
+
+
+def _as_counts(class_counts: ArrayLike) -> Tensor:
+    counts = torch.as_tensor(class_counts, dtype=torch.float64)
+    if counts.dim() != 1 or counts.numel() == 0:
+        raise ValueError(
+            f"class_counts must be a non-empty 1-D sequence (C,), got shape {tuple(counts.shape)}"
+        )
+    if bool((counts < 0).any()) or bool(torch.isnan(counts).any()):
+        raise ValueError(f"class_counts must be >= 0, got {counts.tolist()}")
+    return counts
+
+
+def inverse_frequency_weights(
+    class_counts: ArrayLike, power: float = 1.0, normalize: bool = True
+) -> Tensor:
+    r"""Inverse-frequency class weights (IFW): :math:`w_c = n_c^{-p}`.
+
+    ``power=1`` is plain inverse frequency, ``power=0.5`` its square-root
+    variant. A class with zero training samples gets weight 0 (it never
+    appears as a target). With ``normalize=True`` the weights sum to ``C``.
+
+    Args:
+        class_counts: training samples per class ``(C,)``.
+        power: the exponent ``p >= 0``.
+        normalize: rescale to sum to ``C``.
+
+    Returns:
+        float32 tensor ``(C,)``.
+    """
+    if power < 0 or not math.isfinite(power):
+        raise ValueError(f"power must be a finite float >= 0, got {power!r}")
+    counts = _as_counts(class_counts)
+    weights = torch.where(counts > 0, counts.clamp_min(1.0).pow(-power), torch.zeros_like(counts))
+    if normalize:
+        weights = normalize_weights(weights)
+    return weights.float()
+
+
+def class_balanced_weights(
+    class_counts: ArrayLike, beta: float = 0.9999, normalize: bool = True
+) -> Tensor:
+    r"""Class-balanced weights from the effective number of samples (Cui et al. 2019).
+
+    .. math::
+        E_c = \frac{1 - \beta^{n_c}}{1 - \beta}, \qquad w_c = \frac{1}{E_c}
+            = \frac{1 - \beta}{1 - \beta^{n_c}}
+
+    ``beta = 0`` gives ``w_c = 1`` (no re-weighting); ``beta -> 1`` tends to
+    inverse frequency. A class with zero samples gets weight 0. With
+    ``normalize=True`` (Cui et al.'s code) the weights sum to ``C``.
+
+    Args:
+        class_counts: training samples per class ``(C,)``.
+        beta: in ``[0, 1)``.
+        normalize: rescale to sum to ``C``.
+
+    Returns:
+        float32 tensor ``(C,)``.
+    """
+    if not (0.0 <= beta < 1.0):
+        raise ValueError(f"beta must lie in [0, 1), got {beta!r}")
+    counts = _as_counts(class_counts)
+    # 1 - beta**n computed as -expm1(n * log(beta)) for accuracy near beta = 1.
+    if beta == 0.0:
+        effective = torch.ones_like(counts)
+    else:
+        effective = -torch.expm1(counts * math.log(beta)) / (1.0 - beta)
+    weights = torch.where(counts > 0, 1.0 / effective.clamp_min(1e-300), torch.zeros_like(counts))
+    if normalize:
+        weights = normalize_weights(weights)
+    return weights.float()
