@@ -1,7 +1,83 @@
-"""cdbloss: the Class-wise Difficulty-Balanced loss (Sinha et al., ACCV 2020) for PyTorch."""
+"""cdbloss: the Class-wise Difficulty-Balanced loss (Sinha et al., ACCV 2020) for PyTorch.
+
+Five lines in your own loop::
+
+    loss_fn = cdbloss.CDBLoss(num_classes=C)          # weights start uniform
+    tracker = cdbloss.ClassDifficulty(num_classes=C)
+    ...  # train an epoch with loss_fn(logits, target)
+    tracker.reset(); [tracker.update(model(x), y) for x, y in val_loader]
+    loss_fn.update_weights(tracker)                   # w_c = (1 - A_c) ** tau
+"""
 
 from __future__ import annotations
 
+from cdbloss.difficulty import ClassDifficulty
+from cdbloss.losses import (
+    LOSSES,
+    REDUCTIONS,
+    BalancedSoftmaxLoss,
+    CDBLoss,
+    ClassBalancedLoss,
+    CrossEntropyLoss,
+    EqualizationLoss,
+    FocalLoss,
+    InverseFrequencyLoss,
+    LDAMLoss,
+    LogitAdjustedLoss,
+    balanced_softmax_loss,
+    build_loss,
+    cdb_cross_entropy,
+    cdb_loss,
+    class_balanced_loss,
+    drw_weights,
+    equalization_loss,
+    focal_loss,
+    inverse_frequency_cross_entropy,
+    ldam_loss,
+    ldam_margins,
+    logit_adjusted_loss,
+    weighted_cross_entropy,
+)
+from cdbloss.weighting import (
+    cdb_weights,
+    class_balanced_weights,
+    dynamic_tau,
+    inverse_frequency_weights,
+    normalize_weights,
+)
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "LOSSES",
+    "REDUCTIONS",
+    "BalancedSoftmaxLoss",
+    "CDBLoss",
+    "ClassBalancedLoss",
+    "ClassDifficulty",
+    "CrossEntropyLoss",
+    "EqualizationLoss",
+    "FocalLoss",
+    "InverseFrequencyLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "__version__",
+    "balanced_softmax_loss",
+    "build_loss",
+    "cdb_cross_entropy",
+    "cdb_loss",
+    "cdb_weights",
+    "class_balanced_loss",
+    "class_balanced_weights",
+    "drw_weights",
+    "dynamic_tau",
+    "equalization_loss",
+    "focal_loss",
+    "inverse_frequency_cross_entropy",
+    "inverse_frequency_weights",
+    "ldam_loss",
+    "ldam_margins",
+    "logit_adjusted_loss",
+    "normalize_weights",
+    "weighted_cross_entropy",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -28,18 +28,25 @@ __all__ = [
 #: ``tau`` accepted by :func:`cdb_weights` and :class:`~cdbloss.CDBLoss`: a float
 #: ``>= 0``, ``"dynamic"`` (the paper's Eq. 3-4) or ``"dynamic-sigmoid"`` (the
 #: variant in the authors' CIFAR and EGTEA scripts, ``sigmoid(max A / (min A + eps))``).
-TauSpec = Union[float, Literal["dynamic", "dynamic-sigmoid"]]
+TauSpec = float | Literal["dynamic", "dynamic-sigmoid"]
 
 _DYNAMIC_MODES = ("dynamic", "dynamic-sigmoid")
 
-ArrayLike = Union[Tensor, Sequence[float]]
+ArrayLike = Tensor | Sequence[float]
 
 
 def _as_accuracy(accuracy: ArrayLike, name: str = "accuracy") -> Tensor:
     """Validate a per-class accuracy vector: 1-D, non-empty, values in [0, 1] or NaN."""
-    acc = torch.as_tensor(accuracy)
+    # Python sequences are read in float64 so no precision is lost before the formula.
+    acc = (
+        torch.as_tensor(accuracy)
+        if isinstance(accuracy, Tensor)
+        else torch.tensor(accuracy, dtype=torch.float64)
+    )
     if not (acc.is_floating_point() or acc.dtype in (torch.int64, torch.int32)):
-        raise ValueError(f"{name} must be a float tensor of per-class accuracies, got dtype {acc.dtype}")
+        raise ValueError(
+            f"{name} must be a float tensor of per-class accuracies, got dtype {acc.dtype}"
+        )
     acc = acc.to(torch.float64) if not acc.is_floating_point() else acc
     if acc.dim() != 1 or acc.numel() == 0:
         raise ValueError(
@@ -176,7 +183,9 @@ def cdb_weights(
         tensor([2., 0.])
     """
     acc = _as_accuracy(accuracy)
-    out_dtype = acc.dtype if acc.is_floating_point() and torch.is_tensor(accuracy) else torch.float32
+    out_dtype = (
+        acc.dtype if acc.is_floating_point() and torch.is_tensor(accuracy) else torch.float32
+    )
     t = resolve_tau(tau, acc, eps=eps)
     acc64 = acc.to(torch.float64)
     nan = torch.isnan(acc64)

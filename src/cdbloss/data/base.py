@@ -56,9 +56,7 @@ def get_protocol(name: str) -> ProtocolFactory:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown data protocol {name!r}; known: {sorted(PROTOCOLS)}"
-        ) from None
+        raise ValueError(f"unknown data protocol {name!r}; known: {sorted(PROTOCOLS)}") from None
 
 
 def load_protocol(name: str, **options: Any) -> DataSplits:

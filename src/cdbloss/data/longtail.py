@@ -174,7 +174,7 @@ def stratified_holdout(
             raise ValueError(f"per_class must be >= 0, got {per_class}")
         take = [int(per_class)] * c_total
     elif isinstance(per_class, float) and 0.0 < per_class < 1.0:
-        take = [max(1, int(math.floor(n * per_class + 0.5))) if n else 0 for n in avail]
+        take = [max(1, math.floor(n * per_class + 0.5)) if n else 0 for n in avail]
     else:
         raise ValueError(f"per_class must be an int >= 0 or a float in (0, 1), got {per_class!r}")
     held = sample_per_class(arr, take, seed)

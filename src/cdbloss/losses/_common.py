@@ -26,7 +26,15 @@ from torch import Tensor
 Reduction = Literal["none", "mean", "sum", "sample_mean"]
 REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 
-__all__ = ["REDUCTIONS", "Reduction", "check_inputs", "check_reduction", "reduce_weighted"]
+__all__ = [
+    "REDUCTIONS",
+    "Reduction",
+    "check_inputs",
+    "check_reduction",
+    "normalize_total",
+    "reduce_weighted",
+    "sample_weights",
+]
 
 
 def check_reduction(reduction: str) -> None:
@@ -41,13 +49,18 @@ def check_inputs(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     name: str = "loss",
-) -> None:
+) -> bool:
     """Check shapes, dtypes and (on CPU) the target range before any work.
 
     Args:
         logits: ``(N, C)`` floating point.
         target: ``(N,)`` integer class indices in ``[0, C)`` or ``ignore_index``.
         weight: optional ``(C,)`` per-class weights.
+
+    Returns:
+        ``True`` when every target is known to be a class index and none is
+        ignored (so reductions may skip masking); ``False`` when some may be
+        ignored, or when this could not be checked without a device sync.
 
     Raises:
         ValueError: with what was expected and what came.
@@ -80,17 +93,67 @@ def check_inputs(
                 f"{name}: weight must have shape (C,) = ({c},) to match logits, got {shape}"
             )
     # A device-side check would force a host sync on accelerators; there the
-    # kernels' own asserts catch bad targets. On CPU it costs two small reductions.
-    if target.device.type == "cpu" and n > 0:
-        valid = target[target != ignore_index]
-        if valid.numel():
-            lo, hi = torch.aminmax(valid)
-            if int(lo) < 0 or int(hi) >= c:
-                bad = int(lo) if int(lo) < 0 else int(hi)
-                raise ValueError(
-                    f"{name}: target values must lie in [0, {c}) or equal ignore_index="
-                    f"{ignore_index}, got {bad}"
-                )
+    # kernels' own asserts catch bad targets. On CPU one aminmax settles it.
+    if target.device.type != "cpu" or n == 0:
+        return False
+    lo, hi = (int(v) for v in torch.aminmax(target))
+    if lo >= 0 and hi < c:
+        # Every target is a class index; none is ignored unless ignore_index is one.
+        return not (0 <= ignore_index < c)
+    valid = target[target != ignore_index]
+    if valid.numel():
+        lo, hi = (int(v) for v in torch.aminmax(valid))
+        if lo < 0 or hi >= c:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"{name}: target values must lie in [0, {c}) or equal ignore_index="
+                f"{ignore_index}, got {bad}"
+            )
+    return False
+
+
+def sample_weights(
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    dtype: torch.dtype,
+    all_kept: bool = False,
+) -> tuple[Tensor | None, Tensor]:
+    """``(keep, w)``: the non-ignored mask ``(N,)`` and ``w_{y_i}`` ``(N,)`` (0 where ignored).
+
+    With ``all_kept`` (see :func:`check_inputs`) no mask is built and ``keep`` is None.
+    """
+    if all_kept:
+        if weight is None:
+            return None, torch.ones(target.shape, dtype=dtype, device=target.device)
+        return None, weight.to(dtype)[target]
+    keep = target != ignore_index
+    if weight is None:
+        return keep, keep.to(dtype)
+    safe_target = torch.where(keep, target, torch.zeros_like(target))
+    return keep, weight.to(dtype)[safe_target] * keep
+
+
+def normalize_total(total: Tensor, keep: Tensor | None, w: Tensor, reduction: str) -> Tensor:
+    """Divide a weighted sum by the denominator that ``reduction`` names.
+
+    ``"mean"`` divides by ``sum(w)``, ``"sample_mean"`` by the number of kept
+    samples, ``"sum"`` by nothing. A zero denominator implies ``total == 0``
+    (every term carries a zero weight), and ``0 / tiny`` is 0 with zero
+    gradients, so neither the value nor the gradient can become NaN.
+    """
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        denom = w.sum()
+    elif reduction == "sample_mean":
+        if keep is None:  # nothing ignored: N itself
+            return total / max(w.shape[0], 1)
+        denom = keep.sum().to(total.dtype)
+    else:
+        check_reduction(reduction)
+        raise ValueError(f"reduction {reduction!r} does not reduce to a scalar")
+    return total / denom.clamp_min(torch.finfo(total.dtype).tiny)
 
 
 def reduce_weighted(
@@ -99,6 +162,7 @@ def reduce_weighted(
     weight: Tensor | None,
     reduction: str,
     ignore_index: int = -100,
+    all_kept: bool = False,
 ) -> Tensor:
     """Apply per-class weights and a reduction to unweighted per-sample losses.
 
@@ -108,29 +172,16 @@ def reduce_weighted(
         target: ``(N,)`` class indices or ``ignore_index``.
         weight: ``(C,)`` class weights or ``None`` (all ones).
         reduction: one of :data:`REDUCTIONS` (see the module docstring).
+        all_kept: what :func:`check_inputs` returned (skips the masking).
 
     Returns:
         ``(N,)`` for ``"none"``, else a scalar.
     """
-    keep = target != ignore_index
-    safe_target = torch.where(keep, target, torch.zeros_like(target))
-    if weight is None:
-        w = keep.to(per_sample.dtype)  # (N,)
-    else:
-        w = weight.to(per_sample.dtype)[safe_target] * keep  # (N,) w_{y_i}, 0 if ignored
-    weighted = torch.where(keep, per_sample, torch.zeros_like(per_sample)) * w  # (N,)
+    check_reduction(reduction)
+    keep, w = sample_weights(target, weight, ignore_index, per_sample.dtype, all_kept)
+    if keep is not None:
+        per_sample = torch.where(keep, per_sample, torch.zeros_like(per_sample))
+    weighted = per_sample * w  # (N,)
     if reduction == "none":
         return weighted
-    total = weighted.sum()
-    if reduction == "sum":
-        return total
-    if reduction == "mean":
-        denom = w.sum()
-    elif reduction == "sample_mean":
-        denom = keep.sum().to(per_sample.dtype)
-    else:
-        check_reduction(reduction)
-        raise AssertionError("unreachable")
-    # denom == 0 implies total == 0 (every term has w = 0): 0 / tiny = 0, and the
-    # gradient w_i / tiny = 0 as well, so no NaN appears.
-    return total / denom.clamp_min(torch.finfo(per_sample.dtype).tiny)
+    return normalize_total(weighted.sum(), keep, w, reduction)

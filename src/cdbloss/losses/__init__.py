@@ -1,0 +1,54 @@
+"""The CDB loss and the baseline losses, each a function plus a thin module."""
+
+from cdbloss.losses._common import REDUCTIONS, Reduction
+from cdbloss.losses.base import ClassWeightedLoss
+from cdbloss.losses.cdb import CDBLoss, cdb_cross_entropy, cdb_loss
+from cdbloss.losses.class_balanced import ClassBalancedLoss, class_balanced_loss
+from cdbloss.losses.cross_entropy import (
+    CrossEntropyLoss,
+    InverseFrequencyLoss,
+    inverse_frequency_cross_entropy,
+    weighted_cross_entropy,
+)
+from cdbloss.losses.equalization import EqualizationLoss, equalization_loss
+from cdbloss.losses.focal import FocalLoss, focal_loss
+from cdbloss.losses.ldam import LDAMLoss, drw_weights, ldam_loss, ldam_margins
+from cdbloss.losses.logit_adjusted import (
+    BalancedSoftmaxLoss,
+    LogitAdjustedLoss,
+    balanced_softmax_loss,
+    logit_adjusted_loss,
+)
+from cdbloss.losses.registry import LOSSES, build_loss, register_loss, wants_difficulty, wants_epoch
+
+__all__ = [
+    "LOSSES",
+    "REDUCTIONS",
+    "BalancedSoftmaxLoss",
+    "CDBLoss",
+    "ClassBalancedLoss",
+    "ClassWeightedLoss",
+    "CrossEntropyLoss",
+    "EqualizationLoss",
+    "FocalLoss",
+    "InverseFrequencyLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "Reduction",
+    "balanced_softmax_loss",
+    "build_loss",
+    "cdb_cross_entropy",
+    "cdb_loss",
+    "class_balanced_loss",
+    "drw_weights",
+    "equalization_loss",
+    "focal_loss",
+    "inverse_frequency_cross_entropy",
+    "ldam_loss",
+    "ldam_margins",
+    "logit_adjusted_loss",
+    "register_loss",
+    "wants_difficulty",
+    "wants_epoch",
+    "weighted_cross_entropy",
+]

@@ -1,0 +1,79 @@
+"""The base module every class-weighted loss shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cdbloss.losses._common import check_reduction
+
+__all__ = ["ClassWeightedLoss", "counts_tensor"]
+
+
+def counts_tensor(class_counts: Sequence[int] | Tensor, num_classes: int) -> Tensor:
+    """Validate per-class training counts: ``(C,)``, non-negative, length ``num_classes``."""
+    counts = torch.as_tensor(class_counts)
+    if counts.dim() != 1 or counts.shape[0] != num_classes:
+        raise ValueError(
+            f"class_counts must have one entry per class ({num_classes}), "
+            f"got shape {tuple(counts.shape)}"
+        )
+    if counts.is_floating_point() and bool(torch.isnan(counts).any()):
+        raise ValueError("class_counts must not contain NaN")
+    if bool((counts < 0).any()):
+        raise ValueError(f"class_counts must be >= 0, got {counts.tolist()}")
+    return counts.to(torch.float64)
+
+
+class ClassWeightedLoss(nn.Module):
+    """A loss over ``logits (N, C)`` and ``target (N,)`` with per-class weights in a buffer.
+
+    The current weights live in the registered buffer ``weight`` (``(C,)``
+    float32), so ``state_dict()`` carries them and ``.to(device)`` moves them.
+    Subclasses implement ``forward`` by delegating to their functional form.
+
+    Args:
+        num_classes: ``C``.
+        weight: initial per-class weights ``(C,)``; default all ones.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` | ``"sample_mean"``
+            (see :mod:`cdbloss.losses._common`).
+        ignore_index: targets equal to it contribute nothing.
+    """
+
+    weight: Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        weight: Tensor | None = None,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        check_reduction(reduction)
+        self.num_classes = num_classes
+        self.reduction = reduction
+        self.ignore_index = ignore_index
+        init = torch.ones(num_classes) if weight is None else self._checked_weight(weight)
+        self.register_buffer("weight", init.to(torch.float32).clone())
+
+    def _checked_weight(self, weight: Tensor) -> Tensor:
+        weight = torch.as_tensor(weight)
+        if weight.dim() != 1 or weight.shape[0] != self.num_classes:
+            raise ValueError(
+                f"weight must have shape (C,) = ({self.num_classes},), got {tuple(weight.shape)}"
+            )
+        if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
+            raise ValueError(f"weight must be finite and >= 0, got {weight.tolist()}")
+        return weight
+
+    def set_weight(self, weight: Tensor) -> None:
+        """Replace the per-class weights in place (keeps the buffer's device and dtype)."""
+        self.weight.copy_(self._checked_weight(weight).to(self.weight))
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, reduction={self.reduction!r}"

@@ -1,0 +1,171 @@
+"""The Class-wise Difficulty-Balanced loss (Sinha, Ohashi & Nakamura, ACCV 2020)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from cdbloss.difficulty import ClassDifficulty
+from cdbloss.losses._common import check_reduction
+from cdbloss.losses.base import ClassWeightedLoss
+from cdbloss.losses.cross_entropy import weighted_cross_entropy
+from cdbloss.losses.focal import _check_gamma, focal_loss
+from cdbloss.weighting import TauSpec, cdb_weights, resolve_tau
+
+__all__ = ["BASES", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
+
+Base = Literal["ce", "focal"]
+BASES: tuple[str, ...] = ("ce", "focal")
+
+
+def cdb_loss(
+    logits: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    base: str = "ce",
+    gamma: float = 2.0,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+) -> Tensor:
+    r"""CDB loss for given class weights (from :func:`cdbloss.cdb_weights`).
+
+    ``base="ce"`` (CDB-CE, paper Eq. 5):
+
+    .. math:: \ell_i = -w_{y_i} \log \operatorname{softmax}(z_i)_{y_i}
+
+    ``base="focal"`` (CDB-focal): :math:`\ell_i = -w_{y_i} (1 - p_{i,y_i})^\gamma \log p_{i,y_i}`.
+
+    Args:
+        logits: ``(N, C)``; target: ``(N,)`` int64.
+        weight: ``(C,)`` CDB weights, or ``None`` (all ones: the first epoch).
+        base: ``"ce"`` or ``"focal"``.
+        gamma: focal exponent (``base="focal"`` only).
+        reduction: ``"mean"`` (``sum w_y l / sum w_y``, as
+            ``nn.CrossEntropyLoss(weight=w)``; the default because it keeps
+            training alive at extreme imbalance), ``"sample_mean"`` (``sum w_y l / N``,
+            the authors' CIFAR code), ``"sum"`` or ``"none"``.
+    """
+    if base == "ce":
+        return weighted_cross_entropy(logits, target, weight, reduction, ignore_index)
+    if base == "focal":
+        return focal_loss(logits, target, weight, gamma, reduction, ignore_index)
+    raise ValueError(f"base must be one of {BASES}, got {base!r}")
+
+
+def cdb_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+) -> Tensor:
+    """CDB-CE: :func:`cdb_loss` with ``base="ce"``."""
+    return cdb_loss(logits, target, weight, "ce", reduction=reduction, ignore_index=ignore_index)
+
+
+class CDBLoss(ClassWeightedLoss):
+    r"""Class-wise Difficulty-Balanced loss as a module.
+
+    Holds the current class weights in the buffer ``weight`` (so they are saved
+    and restored with ``state_dict()``). They start uniform (the first epoch is
+    plain cross-entropy, as in the authors' code) and change only through
+    :meth:`update_weights`, called after each validation pass:
+
+    .. math:: w_c = (1 - A_c)^{\tau}, \quad \tau = \frac{2}{1 + e^{-b}}, \quad
+        b = \frac{\max A}{\min A + \epsilon} - 1 \ (\text{dynamic})
+
+    rescaled to sum to ``C`` when ``normalize``.
+
+    Args:
+        num_classes: ``C``.
+        tau: float ``>= 0``, ``"dynamic"`` (paper) or ``"dynamic-sigmoid"`` (authors' CIFAR code).
+        eps: ``epsilon`` of the dynamic tau (paper 1e-4; authors' code 0.01).
+        normalize: rescale the weights to sum to ``C``.
+        base: ``"ce"`` (CDB-CE) or ``"focal"`` (CDB-focal, the weight as per-class alpha).
+        gamma: focal exponent for ``base="focal"``.
+        reduction: ``"mean"`` | ``"sample_mean"`` | ``"sum"`` | ``"none"``
+            (see :func:`cdb_loss`).
+        ignore_index: targets to skip.
+
+    Shape:
+        logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` for ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> from cdbloss import CDBLoss, ClassDifficulty
+        >>> loss_fn, tracker = CDBLoss(num_classes=2), ClassDifficulty(num_classes=2)
+        >>> tracker.update(torch.tensor([0, 0, 0, 1]), torch.tensor([0, 0, 1, 1]))
+        >>> loss_fn.update_weights(tracker)  # class 1 is harder: larger weight
+        tensor([0., 2.])
+    """
+
+    tau_value: Tensor
+    accuracy: Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        tau: TauSpec = "dynamic",
+        eps: float = 1e-4,
+        normalize: bool = True,
+        base: str = "ce",
+        gamma: float = 2.0,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+    ) -> None:
+        if base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, got {base!r}")
+        _check_gamma(gamma)
+        check_reduction(reduction)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ValueError(f"eps must be a float > 0, got {eps!r}")
+        resolve_tau(tau, [1.0], eps)  # validates tau before any work
+        super().__init__(num_classes, None, reduction, ignore_index)
+        self.tau = tau
+        self.eps = float(eps)
+        self.normalize = normalize
+        self.base = base
+        self.gamma = float(gamma)
+        # The last tau and validation accuracy, for logging; NaN before the first update.
+        self.register_buffer("tau_value", torch.tensor(math.nan, dtype=torch.float64))
+        self.register_buffer("accuracy", torch.full((num_classes,), math.nan, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update_weights(self, accuracy: Tensor | ClassDifficulty) -> Tensor:
+        """Set the weights from per-class validation accuracy ``(C,)`` or a tracker.
+
+        With a :class:`ClassDifficulty`, its ``compute()`` is used (summed over
+        ranks under ``torch.distributed``, so every rank gets the same weights).
+
+        Returns:
+            The new weights ``(C,)`` (a copy).
+        """
+        acc = (
+            accuracy.compute()
+            if isinstance(accuracy, ClassDifficulty)
+            else torch.as_tensor(accuracy)
+        )
+        if acc.dim() != 1 or acc.shape[0] != self.num_classes:
+            raise ValueError(
+                f"accuracy must have shape (C,) = ({self.num_classes},), got {tuple(acc.shape)}"
+            )
+        acc = acc.detach().to(device="cpu", dtype=torch.float64)
+        weights = cdb_weights(acc, self.tau, self.eps, self.normalize)
+        self.weight.copy_(weights)
+        self.accuracy.copy_(acc)
+        self.tau_value.fill_(resolve_tau(self.tau, acc, self.eps))
+        return self.weight.detach().clone()
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return cdb_loss(
+            logits, target, self.weight, self.base, self.gamma, self.reduction, self.ignore_index
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, tau={self.tau!r}, eps={self.eps}, "
+            f"normalize={self.normalize}, base={self.base!r}"
+        )

@@ -1,0 +1,131 @@
+"""Cross-entropy with per-class weights, and inverse-frequency weighting (IFW)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from cdbloss.losses._common import check_inputs, check_reduction, normalize_total, sample_weights
+from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
+from cdbloss.weighting import inverse_frequency_weights
+
+__all__ = [
+    "CrossEntropyLoss",
+    "InverseFrequencyLoss",
+    "inverse_frequency_cross_entropy",
+    "weighted_cross_entropy",
+]
+
+
+def weighted_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+) -> Tensor:
+    r"""Class-weighted cross-entropy, NaN-free.
+
+    .. math:: \ell_i = -w_{y_i} \log \operatorname{softmax}(z_i)_{y_i}
+
+    ``reduction="mean"`` equals ``F.cross_entropy(logits, target, weight=w)``
+    (divide by :math:`\sum_i w_{y_i}`), but gives 0 with zero gradients where
+    that sum is 0 (all weights of the batch's classes 0, or every target
+    ignored) instead of NaN; ``"sample_mean"`` divides by the number of
+    non-ignored samples (the CDB authors' CIFAR code).
+
+    Args:
+        logits: ``(N, C)`` unnormalised scores.
+        target: ``(N,)`` int64 class indices in ``[0, C)`` or ``ignore_index``.
+        weight: ``(C,)`` non-negative class weights; ``None`` for all ones.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` | ``"sample_mean"``.
+        ignore_index: targets to skip.
+
+    Returns:
+        A scalar, or ``(N,)`` for ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> logits, target = torch.zeros(4, 3), torch.tensor([0, 1, 2, 2])
+        >>> weighted_cross_entropy(logits, target, torch.tensor([1.0, 0.0, 0.0]))
+        tensor(1.0986)
+    """
+    check_reduction(reduction)
+    all_kept = check_inputs(logits, target, weight, ignore_index, name="weighted_cross_entropy")
+    w = None if weight is None else weight.to(logits.dtype)
+    if reduction in ("none", "sum"):
+        return F.cross_entropy(
+            logits, target, weight=w, reduction=reduction, ignore_index=ignore_index
+        )
+    if all_kept and (w is None or (reduction == "mean" and bool((w > 0).all()))):
+        # Nothing ignored and every weight positive (checked on CPU only, where
+        # it costs no device sync): the denominator cannot be 0, so torch's own
+        # mean is exact and fastest. Without weights, "sample_mean" == "mean".
+        return F.cross_entropy(logits, target, weight=w, reduction="mean")
+    total = F.cross_entropy(logits, target, weight=w, reduction="sum", ignore_index=ignore_index)
+    keep, w_i = sample_weights(target, w, ignore_index, logits.dtype, all_kept)
+    return normalize_total(total, keep, w_i, reduction)
+
+
+class CrossEntropyLoss(ClassWeightedLoss):
+    """Cross-entropy as a module; see :func:`weighted_cross_entropy`.
+
+    With the default ``weight=None`` this is plain, unweighted cross-entropy
+    (the ``"ce"`` baseline).
+
+    Shape:
+        logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` if ``reduction="none"``.
+    """
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return weighted_cross_entropy(
+            logits, target, self.weight, self.reduction, self.ignore_index
+        )
+
+
+def inverse_frequency_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    class_counts: Sequence[int] | Tensor,
+    power: float = 1.0,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+) -> Tensor:
+    r"""Inverse-frequency-weighted cross-entropy (IFW): :math:`w_c \propto n_c^{-p}`.
+
+    ``power=1`` is IFW, ``power=0.5`` its square-root variant. Weights are
+    normalised to sum to ``C`` (irrelevant under ``"mean"``).
+
+    Args:
+        logits: ``(N, C)``; target: ``(N,)``.
+        class_counts: training samples per class ``(C,)``.
+        power: exponent ``p >= 0``.
+    """
+    weight = inverse_frequency_weights(counts_tensor(class_counts, logits.shape[-1]), power=power)
+    return weighted_cross_entropy(logits, target, weight.to(logits.device), reduction, ignore_index)
+
+
+class InverseFrequencyLoss(ClassWeightedLoss):
+    """IFW cross-entropy as a module; weights fixed at construction from ``class_counts``.
+
+    See :func:`inverse_frequency_cross_entropy`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_counts: Sequence[int] | Tensor,
+        power: float = 1.0,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+    ) -> None:
+        weight = inverse_frequency_weights(counts_tensor(class_counts, num_classes), power=power)
+        super().__init__(num_classes, weight, reduction, ignore_index)
+        self.power = power
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return weighted_cross_entropy(
+            logits, target, self.weight, self.reduction, self.ignore_index
+        )

@@ -1,0 +1,167 @@
+"""CDBLoss and its functional form: equivalences, reductions, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cdbloss import CDBLoss, ClassDifficulty, cdb_cross_entropy, cdb_loss, cdb_weights, focal_loss
+
+C = 5
+
+
+def batch(
+    seed: int = 0, n: int = 32, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, C, generator=g, dtype=dtype) * 3
+    y = torch.randint(0, C, (n,), generator=g)
+    return z, y
+
+
+def grads(fn, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    z = z.clone().requires_grad_(True)
+    out = fn(z)
+    out.backward()
+    assert z.grad is not None
+    return out.detach(), z.grad
+
+
+def test_starts_as_plain_cross_entropy() -> None:
+    z, y = batch()
+    loss = CDBLoss(C)
+    v1, g1 = grads(lambda t: loss(t, y), z)
+    v2, g2 = grads(lambda t: F.cross_entropy(t, y), z)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(g1, g2)
+
+
+@pytest.mark.parametrize("tau", ["dynamic", 0.5, 1.0, 2.0, 5.0])
+def test_update_weights_then_loss_equals_weighted_cross_entropy(tau: float | str) -> None:
+    z, y = batch(1)
+    acc = torch.tensor([0.95, 0.5, 0.1, 0.7, 0.0], dtype=torch.float64)
+    loss = CDBLoss(C, tau=tau)
+    loss.update_weights(acc)
+    w = cdb_weights(acc, tau=tau)
+    torch.testing.assert_close(loss.weight, w.float())
+    v1, g1 = grads(lambda t: loss(t, y), z)
+    v2, g2 = grads(lambda t: F.cross_entropy(t, y, weight=w), z)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_update_from_tracker_favours_the_harder_class() -> None:
+    tracker = ClassDifficulty(2)
+    tracker.update(torch.tensor([0, 0, 0, 0, 1, 0]), torch.tensor([0, 0, 0, 1, 1, 1]))
+    loss = CDBLoss(2)
+    w = loss.update_weights(tracker)
+    assert w[1] > w[0]
+    assert float(loss.tau_value) == pytest.approx(2 / (1 + torch.e ** -(1.0 / (1 / 3 + 1e-4) - 1)))
+    assert loss.accuracy.tolist() == pytest.approx([1.0, 1 / 3])
+
+
+def test_reductions_by_hand() -> None:
+    z, y = batch(2)
+    w = torch.tensor([0.0, 0.5, 1.0, 2.0, 1.5], dtype=torch.float64)
+    per = -F.log_softmax(z, dim=1).gather(1, y[:, None]).squeeze(1)
+    wy = w[y]
+    torch.testing.assert_close(cdb_cross_entropy(z, y, w, "none"), wy * per)
+    torch.testing.assert_close(cdb_cross_entropy(z, y, w, "sum"), (wy * per).sum())
+    torch.testing.assert_close(cdb_cross_entropy(z, y, w, "mean"), (wy * per).sum() / wy.sum())
+    torch.testing.assert_close(cdb_cross_entropy(z, y, w, "sample_mean"), (wy * per).sum() / len(y))
+
+
+def test_zero_total_weight_gives_zero_loss_and_zero_gradients() -> None:
+    z, y = batch(3)
+    y = torch.ones_like(y)  # every sample in class 1
+    w = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    for reduction in ("mean", "sample_mean", "sum"):
+        v, g = grads(lambda t, r=reduction: cdb_cross_entropy(t, y, w, r), z)
+        assert v.item() == 0.0 and torch.count_nonzero(g) == 0
+    # all targets ignored
+    y_ign = torch.full_like(y, -100)
+    v, g = grads(lambda t: cdb_cross_entropy(t, y_ign, w), z)
+    assert v.item() == 0.0 and torch.count_nonzero(g) == 0
+
+
+def test_every_class_perfect_gives_uniform_weights() -> None:
+    loss = CDBLoss(C, tau=1.0)
+    assert loss.update_weights(torch.ones(C)).tolist() == [1.0] * C
+
+
+def test_ignore_index() -> None:
+    z, y = batch(4)
+    y[::3] = 7
+    w = torch.rand(C, dtype=torch.float64)
+    got = cdb_cross_entropy(z, y, w, ignore_index=7)
+    torch.testing.assert_close(got, F.cross_entropy(z, y, weight=w, ignore_index=7))
+
+
+def test_focal_base_uses_weight_as_alpha() -> None:
+    z, y = batch(5)
+    loss = CDBLoss(C, base="focal", gamma=2.0, tau=1.0)
+    acc = torch.tensor([0.9, 0.8, 0.3, 0.5, 0.6])
+    w = loss.update_weights(acc)
+    torch.testing.assert_close(loss(z, y), focal_loss(z, y, w.double(), gamma=2.0))
+    torch.testing.assert_close(loss(z, y), cdb_loss(z, y, loss.weight, base="focal", gamma=2.0))
+
+
+def test_state_dict_round_trip_through_a_checkpoint_file() -> None:
+    z, y = batch(6)
+    loss = CDBLoss(C, tau="dynamic")
+    loss.update_weights(torch.tensor([0.99, 0.2, 0.6, 0.4, 0.8]))
+    buf = io.BytesIO()
+    torch.save({"loss": loss.state_dict()}, buf)
+    buf.seek(0)
+    fresh = CDBLoss(C, tau="dynamic")
+    assert not torch.equal(fresh.weight, loss.weight)
+    fresh.load_state_dict(torch.load(buf)["loss"])
+    assert torch.equal(fresh.weight, loss.weight)
+    assert torch.equal(fresh.tau_value, loss.tau_value)
+    torch.testing.assert_close(fresh(z, y), loss(z, y))
+
+
+def test_weights_follow_the_module_device_and_dtype() -> None:
+    loss = CDBLoss(C).double()
+    loss.update_weights(torch.tensor([0.9, 0.8, 0.3, 0.5, 0.6]))
+    assert loss.weight.dtype == torch.float64
+    z, y = batch(7, dtype=torch.float32)
+    assert loss(z, y).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"base": "dice"}, "base must be one of"),
+        ({"reduction": "avg"}, "reduction must be one of"),
+        ({"tau": -0.5}, ">= 0"),
+        ({"tau": "auto"}, "dynamic"),
+        ({"eps": 0}, "eps"),
+        ({"gamma": -1.0}, "gamma"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        CDBLoss(C, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_update_and_forward_input() -> None:
+    loss = CDBLoss(C)
+    with pytest.raises(ValueError, match=r"\(C,\) = \(5,\)"):
+        loss.update_weights(torch.rand(4))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        loss.update_weights(torch.tensor([0.1, 0.2, 1.5, 0.3, 0.4]))
+    z, y = batch(8)
+    with pytest.raises(ValueError, match=r"weight must have shape \(C,\) = \(5,\)"):
+        cdb_cross_entropy(z, y, torch.ones(3))
+    with pytest.raises(ValueError, match=r"target values must lie in \[0, 5\)"):
+        loss(z, torch.full_like(y, 5))
+    with pytest.raises(ValueError, match="logits must have shape"):
+        loss(z[0], y[:1])
+    with pytest.raises(ValueError, match="integer class indices"):
+        loss(z, y.double())
+    with pytest.raises(ValueError, match=r"target must have shape \(N,\) = \(32,\)"):
+        loss(z, y[:3])
