@@ -1,0 +1,61 @@
+"""Networks of the paper's experiments, registered by name.
+
+================  ==============================================  =====================
+name              network                                         experiment
+================  ==============================================  =====================
+``lenet5``        LeNet-5 (ReLU, max pooling), 28x28 inputs       MNIST 4 vs 9
+``resnet32``      CIFAR ResNet-32 (He et al. 2016, option A)      CIFAR-LT
+``resnet20/44/``  the other CIFAR ResNets of the same family
+``56/110``
+``resnet10``      ImageNet ResNet-10 (basic blocks, 1 per stage)  ImageNet-LT
+``resnext3d_101`` 3D-ResNeXt-101, cardinality 32 (Hara et al.)    EGTEA Gaze+
+================  ==============================================  =====================
+
+Every model maps a batch to logits ``(N, C)``; the device follows the module
+(move it with ``.to(device)``), nothing is pinned to CUDA.
+
+Example:
+    >>> import torch
+    >>> from cdbloss.models import build_model
+    >>> model = build_model("resnet32", num_classes=100, normed_linear=True)
+    >>> model(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 100])
+"""
+
+from __future__ import annotations
+
+from .lenet import LeNet5, lenet5
+from .registry import MODELS, ModelFactory, build_model, count_parameters, get_model, register_model
+from .resnet import ImageNetResNet, resnet10
+from .resnet_cifar import (
+    CifarResNet,
+    NormedLinear,
+    resnet20,
+    resnet32,
+    resnet44,
+    resnet56,
+    resnet110,
+)
+from .resnext3d import ResNeXt3D, resnext3d_101
+
+__all__ = [
+    "MODELS",
+    "CifarResNet",
+    "ImageNetResNet",
+    "LeNet5",
+    "ModelFactory",
+    "NormedLinear",
+    "ResNeXt3D",
+    "build_model",
+    "count_parameters",
+    "get_model",
+    "lenet5",
+    "register_model",
+    "resnet10",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "resnext3d_101",
+]
