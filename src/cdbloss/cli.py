@@ -38,7 +38,13 @@ def _add_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_parser(sub)
 
 
-_GROUPS = [_add_data]
+def _add_experiments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from cdbloss.experiments.cli import add_parser
+
+    add_parser(sub)
+
+
+_GROUPS = [_add_data, _add_experiments]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@
 name              network                                         experiment
 ================  ==============================================  =====================
 ``lenet5``        LeNet-5 (ReLU, max pooling), 28x28 inputs       MNIST 4 vs 9
+``mlp``           a small MLP on flattened inputs                 synthetic, tests
 ``resnet32``      CIFAR ResNet-32 (He et al. 2016, option A)      CIFAR-LT
 ``resnet20/44/``  the other CIFAR ResNets of the same family
 ``56/110``
@@ -25,6 +26,7 @@ Example:
 from __future__ import annotations
 
 from .lenet import LeNet5, lenet5
+from .mlp import MLP, mlp
 from .registry import MODELS, ModelFactory, build_model, count_parameters, get_model, register_model
 from .resnet import ImageNetResNet, resnet10
 from .resnet_cifar import (
@@ -43,6 +45,7 @@ __all__ = [
     "CifarResNet",
     "ImageNetResNet",
     "LeNet5",
+    "MLP",
     "ModelFactory",
     "NormedLinear",
     "ResNeXt3D",
@@ -50,6 +53,7 @@ __all__ = [
     "count_parameters",
     "get_model",
     "lenet5",
+    "mlp",
     "register_model",
     "resnet10",
     "resnet20",

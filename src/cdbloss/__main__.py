@@ -1,0 +1,7 @@
+"""``python -m cdbloss`` runs the command line."""
+
+import sys
+
+from cdbloss.cli import main
+
+sys.exit(main())

@@ -1,0 +1,369 @@
+"""Typed experiment configs: dataclasses, loaded from YAML or JSON, validated on load.
+
+A config file mirrors :class:`ExperimentConfig`::
+
+    name: mnist-4v9-cdb
+    seed: 0
+    data: {protocol: mnist-4v9, options: {ratio: 0.995}}
+    model: {name: lenet5}
+    loss: {name: cdb-ce, options: {tau: dynamic}}
+    optim: {lr: 0.001, momentum: 0.9, weight_decay: 0.0005, milestones: [60], gamma: 0.1}
+    train: {epochs: 80, batch_size: 100}
+    sweep: {loss.name: [ce, cdb-ce], seed: [0, 1, 2]}
+
+Unknown keys, wrong types and unknown loss/model/protocol names are errors that
+name the key, raised before any training starts. Command-line overrides use
+dotted keys: ``optim.lr=0.01 loss.options.tau=1.5``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+__all__ = [
+    "DataConfig",
+    "ExperimentConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "parse_override",
+]
+
+
+@dataclass
+class DataConfig:
+    """Which data protocol and its options (see ``cdbloss data info``)."""
+
+    protocol: str = "mnist-4v9"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model (``cdbloss.models.MODELS``) and its options."""
+
+    name: str = "lenet5"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Which registered loss (``cdbloss.LOSSES``) and its options."""
+
+    name: str = "ce"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum and the paper's learning-rate schedules.
+
+    The schedule is a factor on ``lr`` per epoch ``e`` (counted from 0):
+    ``multistep``: ``gamma ** #(milestones <= e)``; ``cosine``:
+    ``0.5 (1 + cos(pi e / epochs))``; ``constant``: 1. With ``warmup_epochs = k``
+    the factor is multiplied by ``(e + 1) / k`` while ``e < k`` (linear warm-up).
+    """
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    milestones: list[float] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The training loop.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: global batch size (split evenly over DDP ranks).
+        eval_batch_size: batch size of validation and test passes.
+        num_workers: DataLoader workers; 0 uses the in-memory fast path when
+            the dataset offers ``get_batch``.
+        weight_update_every: 0 updates the CDB weights once per epoch (after
+            the validation pass); ``k > 0`` also every ``k`` iterations.
+        method: ``standard``, or ``l2rw`` / ``mwn`` (meta re-weighting steps).
+        val_batch_size: validation batch of the meta steps (``l2rw``/``mwn``).
+        select: report test metrics of the ``last`` epoch's model or of the
+            ``best`` one on validation (``select_metric``).
+        select_metric: a key of the validation summary (e.g. ``top1_accuracy``).
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``...
+        threads: torch intra-op threads on CPU (0 = torch's default).
+        progress: progress bars on the console.
+        tensorboard: also write TensorBoard scalars (needs ``tensorboard``).
+        num_majority: majority classes for the majority/minority report (EGTEA: 5).
+    """
+
+    epochs: int = 1
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    num_workers: int = 0
+    weight_update_every: int = 0
+    method: Literal["standard", "l2rw", "mwn"] = "standard"
+    val_batch_size: int = 100
+    select: Literal["last", "best"] = "last"
+    select_metric: str = "top1_accuracy"
+    device: str = "auto"
+    threads: int = 0
+    progress: bool = True
+    tensorboard: bool = False
+    num_majority: int | None = None
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: data, model, loss, optimiser, loop, seed, and an optional sweep grid.
+
+    ``sweep`` maps dotted keys to lists of values; ``cdbloss sweep`` runs the
+    cross product (``cdbloss train`` ignores it).
+    """
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ValueError(f"config key {key!r} must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(errors[0] if errors else f"config key {key!r}: bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"config key {key!r} must be a list, got {type(value).__name__} {value!r}"
+            )
+        (item,) = get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r} must be a mapping, got {type(value).__name__}")
+        for k in value:
+            if not isinstance(k, str):
+                raise ValueError(f"config key {key!r}: keys must be strings, got {k!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"config key {key!r} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"config key {key!r} must be a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise TypeError(
+        f"unsupported config annotation {_type_name(tp)} for {key!r}"
+    )  # pragma: no cover
+
+
+def _build(cls: Any, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        where = f"config section {prefix!r}" if prefix else "a config"
+        raise ValueError(f"{where} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        name = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ValueError(f"unknown config key {name!r}; valid keys here: {sorted(fields)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def _check_semantics(cfg: ExperimentConfig) -> None:
+    """Names and ranges, checked against the registries; errors list the known names."""
+    from cdbloss.data.protocols import import_protocols
+    from cdbloss.losses import LOSSES
+    from cdbloss.models import MODELS
+
+    PROTOCOLS = import_protocols()
+
+    if cfg.loss.name not in LOSSES:
+        raise ValueError(
+            f"config key 'loss.name': unknown loss {cfg.loss.name!r}; known: {sorted(LOSSES)}"
+        )
+    if cfg.model.name not in MODELS:
+        raise ValueError(
+            f"config key 'model.name': unknown model {cfg.model.name!r}; known: {sorted(MODELS)}"
+        )
+    if cfg.data.protocol not in PROTOCOLS:
+        raise ValueError(
+            f"config key 'data.protocol': unknown protocol {cfg.data.protocol!r}; known: {sorted(PROTOCOLS)}"
+        )
+    t, o = cfg.train, cfg.optim
+    for key, value, low in (
+        ("train.epochs", t.epochs, 1),
+        ("train.batch_size", t.batch_size, 1),
+        ("train.eval_batch_size", t.eval_batch_size, 1),
+        ("train.val_batch_size", t.val_batch_size, 1),
+        ("train.num_workers", t.num_workers, 0),
+        ("train.weight_update_every", t.weight_update_every, 0),
+        ("train.threads", t.threads, 0),
+        ("optim.warmup_epochs", o.warmup_epochs, 0),
+    ):
+        if value < low:
+            raise ValueError(f"config key {key!r} must be >= {low}, got {value}")
+    if o.lr <= 0:
+        raise ValueError(f"config key 'optim.lr' must be > 0, got {o.lr}")
+    if o.momentum < 0 or o.weight_decay < 0 or o.gamma <= 0:
+        raise ValueError(
+            "config keys optim.momentum and optim.weight_decay must be >= 0, optim.gamma > 0"
+        )
+    for key, values in cfg.sweep.items():
+        if key == "variants":  # lists of override mappings, see cdbloss.experiments.sweep
+            for variant in values if isinstance(values, list) else []:
+                for inner in variant if isinstance(variant, dict) else {}:
+                    _split_key(cfg, inner)
+        else:
+            _split_key(cfg, key)  # raises for an unknown dotted key
+
+
+# --------------------------------------------------------------------------- public
+
+
+def config_from_dict(raw: dict[str, Any], check_names: bool = True) -> ExperimentConfig:
+    """Build and validate an :class:`ExperimentConfig` from a plain mapping."""
+    cfg: ExperimentConfig = _build(ExperimentConfig, raw, "")
+    if check_names:
+        _check_semantics(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The config as plain data (JSON/YAML serialisable)."""
+    return dataclasses.asdict(cfg)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        try:
+            import yaml
+        except ImportError as err:  # pragma: no cover - the experiments extra installs it
+            raise RuntimeError(
+                "YAML configs need PyYAML: pip install 'cdb-loss[experiments]' (or use a .json config)"
+            ) from err
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping at the top level")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=0.01"`` -> ``("optim.lr", 0.01)``; values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"override {text!r} has an empty key")
+    try:
+        import yaml
+
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except ImportError:  # pragma: no cover
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+    except Exception as err:  # a malformed YAML value
+        raise ValueError(f"override {text!r}: cannot parse value {raw!r}: {err}") from None
+    return key, value
+
+
+def _split_key(cfg_or_raw: Any, key: str) -> list[str]:
+    parts = key.split(".")
+    node: Any = (
+        config_to_dict(cfg_or_raw) if isinstance(cfg_or_raw, ExperimentConfig) else cfg_or_raw
+    )
+    for i, part in enumerate(parts):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            continue
+        parent = ".".join(parts[:i])
+        # free-form option mappings accept any key
+        if parent.endswith("options") or parent == "sweep":
+            return parts
+        raise ValueError(
+            f"unknown config key {key!r} (no {part!r} under {parent or 'the top level'!r})"
+        )
+    return parts
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A copy of ``raw`` with dotted-key ``overrides`` applied (defaults filled in first)."""
+    out = config_to_dict(_build(ExperimentConfig, raw, ""))
+    out = copy.deepcopy(out)
+    for key, value in overrides:
+        parts = _split_key(out, key)
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML/JSON config, apply ``key=value`` overrides, validate, return it."""
+    raw = _read_mapping(Path(path))
+    parsed = [parse_override(o) for o in overrides or []]
+    return config_from_dict(apply_overrides(raw, parsed))

@@ -1,0 +1,532 @@
+"""The training engine every experiment shares.
+
+One run = one :class:`~cdbloss.engine.config.ExperimentConfig` and one output
+folder. The folder holds::
+
+    config.json      the resolved config (a different config in the same folder is an error)
+    checkpoint.pt    after every epoch, written atomically: model, optimizer, loss
+                     weights, tracker, RNG states, history, best model
+    metrics.jsonl    one line per epoch (rewritten atomically from the checkpoint's history)
+    result.json      when the run finishes: test metrics, validation metrics, history
+    error.json       when the run stops on an error (e.g. a NaN loss)
+
+Data flows one way: dataset -> model -> logits -> loss (weights from the
+tracker) -> optimizer; after each validation pass, tracker -> weights -> loss.
+A run killed at any moment resumes from its last checkpoint to the result it
+would have had: the order of the training data comes from a generator seeded
+by (seed, epoch), and the global RNG states (augmentation, dropout, EQL's
+draws) are restored from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from cdbloss.data.base import DataSplits, load_protocol
+from cdbloss.data.protocols import import_protocols
+from cdbloss.difficulty import ClassDifficulty
+from cdbloss.engine.checkpoint import (
+    atomic_write_json,
+    atomic_write_text,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from cdbloss.engine.config import ExperimentConfig, config_to_dict
+from cdbloss.engine.distributed import (
+    DistInfo,
+    cleanup_distributed,
+    setup_distributed,
+    shard_indices,
+)
+from cdbloss.losses import build_loss, wants_difficulty, wants_epoch
+from cdbloss.metrics import ConfusionMatrix, summarize
+from cdbloss.models import build_model
+
+__all__ = ["NonFiniteLossError", "Trainer", "lr_factor", "train"]
+
+#: Config keys that may change between a run and its resumption.
+_VOLATILE = {
+    ("train", "progress"),
+    ("train", "device"),
+    ("train", "threads"),
+    ("train", "tensorboard"),
+}
+#: Per-epoch weight and accuracy vectors are kept in result.json up to this many classes.
+_MAX_CLASSES_IN_HISTORY = 100
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def lr_factor(cfg: ExperimentConfig, epoch: int) -> float:
+    """The learning-rate multiplier of ``epoch`` (0-based); see :class:`OptimConfig`."""
+    o, total = cfg.optim, cfg.train.epochs
+    if o.schedule == "multistep":
+        factor = o.gamma ** sum(1 for m in o.milestones if epoch >= m)
+    elif o.schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * epoch / total))
+    else:
+        factor = 1.0
+    if epoch < o.warmup_epochs:
+        factor *= (epoch + 1) / o.warmup_epochs
+    return factor
+
+
+def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(cfg_dict)
+    out.pop("sweep", None)
+    for section, key in _VOLATILE:
+        out.get(section, {}).pop(key, None)
+    return out
+
+
+def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
+
+
+def _epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    # Independent of the global RNG, so the data order survives a resume.
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002  (the legacy global state user code may use)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Runs one experiment into ``out_dir``; :meth:`fit` returns the result dict.
+
+    Args:
+        cfg: the validated experiment config.
+        out_dir: the run's folder (created; resumed if it holds this run's checkpoint).
+        splits: data to use instead of loading ``cfg.data`` (tests, notebooks).
+        fail_after_batches: testing hook: raise ``KeyboardInterrupt`` after this many
+            training batches of this process (to exercise resumption).
+    """
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        out_dir: str | Path,
+        splits: DataSplits | None = None,
+        fail_after_batches: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self._splits = splits
+        self._fail_after = fail_after_batches
+        self._batches_seen = 0
+        self.dist: DistInfo | None = None
+
+    # ------------------------------------------------------------------ setup
+
+    def _check_out_dir(self) -> dict[str, Any] | None:
+        """Refuse a folder holding a different experiment; return a finished result if any."""
+        cfg_path = self.out_dir / "config.json"
+        mine = config_to_dict(self.cfg)
+        if cfg_path.exists():
+            theirs = json.loads(cfg_path.read_text())
+            a, b = _flatten(_comparable(theirs)), _flatten(_comparable(mine))
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            if diff:
+                raise ValueError(
+                    f"output folder {str(self.out_dir)!r} holds a different experiment "
+                    f"(it differs in {diff}); choose another --out or remove the folder"
+                )
+        result_path = self.out_dir / "result.json"
+        if result_path.exists():
+            done: dict[str, Any] = json.loads(result_path.read_text())
+            if done.get("status") == "done":
+                return done
+        return None
+
+    def _load_data(self) -> DataSplits:
+        if self._splits is not None:
+            return self._splits
+        options = dict(self.cfg.data.options)
+        factory = import_protocols()[self.cfg.data.protocol]
+        if "seed" in inspect.signature(factory).parameters and "seed" not in options:
+            options["seed"] = self.cfg.seed  # a new random split per seed
+        return load_protocol(self.cfg.data.protocol, **options)
+
+    # ------------------------------------------------------------------ batches
+
+    def _batches(
+        self, dataset: Dataset[Any], indices: Tensor, batch_size: int, device: torch.device
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of ``dataset[indices]`` in that order, moved to ``device``."""
+        nw = self.cfg.train.num_workers
+        get_batch: Callable[[Tensor], tuple[Tensor, Tensor]] | None = getattr(
+            dataset, "get_batch", None
+        )
+        if nw == 0 and get_batch is not None:
+            for chunk in torch.split(indices, batch_size):  # the in-memory fast path
+                x, y = get_batch(chunk)
+                yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            return
+        loader = DataLoader(
+            Subset(dataset, indices.tolist()),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=nw,
+            pin_memory=device.type == "cuda",
+        )
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
+
+    @torch.no_grad()
+    def evaluate(
+        self, model: nn.Module, dataset: Dataset[Any], num_classes: int, train_counts: list[int]
+    ) -> tuple[dict[str, Any], ClassDifficulty]:
+        """One pass over ``dataset`` (split over ranks without padding); summed counts."""
+        assert self.dist is not None
+        device = self.dist.device
+        model.eval()
+        cm = ConfusionMatrix(num_classes, topk=(1, 5) if num_classes > 5 else (1,))
+        tracker = ClassDifficulty(num_classes).to(device)
+        idx = shard_indices(
+            torch.arange(_size(dataset)), self.dist.rank, self.dist.world_size, pad=False
+        )
+        for x, y in self._batches(dataset, idx, self.cfg.train.eval_batch_size, device):
+            logits = model(x)  # (B, C)
+            cm.update(logits, y)
+            tracker.update(logits, y)
+        summary = summarize(cm.sync(), train_counts, self.cfg.train.num_majority)
+        return summary, tracker
+
+    # ------------------------------------------------------------------ the run
+
+    def fit(self) -> dict[str, Any]:
+        """Train, validate after every epoch, test at the end; return ``result.json``'s content."""
+        self.dist = setup_distributed(self.cfg.train.device)
+        try:
+            return self._fit()
+        finally:
+            cleanup_distributed()
+
+    def _fit(self) -> dict[str, Any]:
+        cfg, info = self.cfg, self.dist
+        assert info is not None
+        if info.distributed and cfg.train.method != "standard":
+            raise ValueError(f"train.method={cfg.train.method!r} runs on one process only")
+        if cfg.train.batch_size % info.world_size:
+            raise ValueError(
+                f"train.batch_size={cfg.train.batch_size} must divide evenly over {info.world_size} ranks"
+            )
+        finished = self._check_out_dir()
+        if finished is not None:
+            return finished
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        seed_everything(cfg.seed)
+        splits = self._load_data()
+        c = splits.num_classes
+        device = info.device
+        model = build_model(cfg.model.name, c, **cfg.model.options).to(device)
+        loss_fn = build_loss(
+            cfg.loss.name, c, class_counts=splits.class_counts, **cfg.loss.options
+        ).to(device)
+        opt = torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.optim.lr,
+            momentum=cfg.optim.momentum,
+            weight_decay=cfg.optim.weight_decay,
+            nesterov=cfg.optim.nesterov,
+        )
+        meta_step = (
+            self._make_meta_step(model, c, splits) if cfg.train.method != "standard" else None
+        )
+        if info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out_dir / "config.json", config_to_dict(cfg))
+        writer = self._tensorboard() if info.is_main else None
+
+        start_epoch, step, history = 0, 0, []
+        best: dict[str, Any] = {"value": -math.inf, "epoch": -1, "state": None}
+        ckpt_path = self.out_dir / "checkpoint.pt"
+        if ckpt_path.exists():
+            state = load_checkpoint(ckpt_path)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            loss_fn.load_state_dict(state["loss"])
+            if meta_step is not None and "meta" in state:
+                meta_step.load_state_dict(state["meta"])
+            start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
+            best = state["best"]
+            set_rng_state(state["rng"])
+        train_model: nn.Module = model
+        if info.distributed:
+            ddp_ids = [device.index] if device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+
+        per_rank_batch = cfg.train.batch_size // info.world_size
+        timing = {"train_s": 0.0, "val_s": 0.0}
+        for epoch in range(start_epoch, cfg.train.epochs):
+            for group in opt.param_groups:
+                group["lr"] = cfg.optim.lr * lr_factor(cfg, epoch)
+            if wants_epoch(loss_fn):
+                cast(Any, loss_fn).set_epoch(epoch)
+            t0 = time.perf_counter()
+            perm = torch.randperm(_size(splits.train), generator=_epoch_generator(cfg.seed, epoch))
+            mine = shard_indices(perm, info.rank, info.world_size, pad=True)
+            train_model.train()
+            loss_sum = torch.zeros((), device=device)
+            n_batches = 0
+            val_iter = self._val_batches(splits, epoch) if meta_step is not None else None
+            batches = self._batches(splits.train, mine, per_rank_batch, device)
+            n_total = math.ceil(len(mine) / per_rank_batch)
+            for b, (x, y) in enumerate(
+                _progress(
+                    batches,
+                    cfg.train.progress and info.is_main,
+                    total=n_total,
+                    desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                )
+            ):
+                if meta_step is not None:
+                    assert val_iter is not None
+                    xv, yv = next(val_iter)
+                    stats = meta_step(x, y, xv, yv, opt)
+                    loss = torch.as_tensor(stats["loss"])
+                else:
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(train_model(x), y)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLossError(
+                            f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
+                            f"the last good checkpoint ({str(ckpt_path)!r}) is kept"
+                        )
+                    loss.backward()
+                    opt.step()
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"loss became {float(loss)} at epoch {epoch + 1}, batch {b + 1}"
+                    )
+                loss_sum += loss.detach()
+                n_batches += 1
+                step += 1
+                self._batches_seen += 1
+                if self._fail_after is not None and self._batches_seen >= self._fail_after:
+                    raise KeyboardInterrupt(
+                        f"stopped after {self._batches_seen} batches (test hook)"
+                    )
+                k = cfg.train.weight_update_every
+                if k and step % k == 0 and wants_difficulty(loss_fn):
+                    _, tracker = self.evaluate(model, splits.val, c, splits.class_counts)
+                    cast(Any, loss_fn).update_weights(tracker)
+                    train_model.train()
+            t1 = time.perf_counter()
+            val, tracker = self.evaluate(model, splits.val, c, splits.class_counts)
+            weights = (
+                cast(Any, loss_fn).update_weights(tracker)
+                if wants_difficulty(loss_fn)
+                else getattr(loss_fn, "weight", None)
+            )
+            if info.distributed and weights is not None:
+                _check_same_on_all_ranks(
+                    weights.to(device), f"class weights after epoch {epoch + 1}"
+                )
+            t2 = time.perf_counter()
+            timing["train_s"] += t1 - t0
+            timing["val_s"] += t2 - t1
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": step,
+                "lr": opt.param_groups[0]["lr"],
+                "train_loss": float(loss_sum) / max(n_batches, 1),
+                "val_top1_accuracy": val["top1_accuracy"],
+                "val_macro_recall": val["macro_recall"],
+                "train_s": t1 - t0,
+                "val_s": t2 - t1,
+            }
+            if c <= _MAX_CLASSES_IN_HISTORY:
+                record["val_per_class_accuracy"] = val["per_class_accuracy"]
+                if weights is not None:
+                    record["weights"] = [float(v) for v in weights.tolist()]
+            tau = getattr(loss_fn, "tau_value", None)
+            if tau is not None:
+                record["tau"] = float(tau)
+            history.append(record)
+            metric = float(val.get(cfg.train.select_metric, math.nan))
+            if metric > best["value"]:
+                best = {
+                    "value": metric,
+                    "epoch": epoch + 1,
+                    "state": copy.deepcopy(model.state_dict()),
+                }
+            if info.is_main:
+                save_checkpoint(
+                    ckpt_path,
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "loss": loss_fn.state_dict(),
+                        "meta": meta_step.state_dict() if meta_step is not None else None,
+                        "history": history,
+                        "best": best,
+                        "rng": get_rng_state(),
+                    },
+                )
+                atomic_write_text(
+                    self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history)
+                )
+                if writer is not None:
+                    for key in ("train_loss", "val_top1_accuracy", "val_macro_recall", "lr", "tau"):
+                        if key in record:
+                            writer.add_scalar(key, record[key], epoch + 1)
+                if cfg.train.progress:
+                    tau_s = f" tau {record['tau']:.3f}" if "tau" in record else ""
+                    print(
+                        f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} loss {record['train_loss']:.4f} "
+                        f"val acc {val['top1_accuracy']:.4f} macro recall {val['macro_recall']:.4f}{tau_s}",
+                        flush=True,
+                    )
+        if writer is not None:
+            writer.close()
+
+        test_last, _ = self.evaluate(model, splits.test, c, splits.class_counts)
+        result: dict[str, Any] = {
+            "status": "done",
+            "name": cfg.name,
+            "config": config_to_dict(cfg),
+            "num_classes": c,
+            "class_names": splits.class_names,
+            "class_counts": splits.class_counts,
+            "data_info": _jsonable(splits.info),
+            "epochs": cfg.train.epochs,
+            "world_size": info.world_size,
+            "select": cfg.train.select,
+            "best_epoch": best["epoch"],
+            "val": _drop_matrix(history[-1] if history else {}),
+            "test_last": test_last,
+        }
+        if cfg.train.select == "best" and best["state"] is not None:
+            model.load_state_dict(best["state"])
+            result["test_best"], _ = self.evaluate(model, splits.test, c, splits.class_counts)
+            result["test"] = result["test_best"]
+        else:
+            result["test"] = test_last
+        result["history"] = history
+        result["timing"] = timing
+        if info.is_main:
+            atomic_write_json(self.out_dir / "result.json", result)
+        return result
+
+    # ------------------------------------------------------------------ helpers
+
+    def _val_batches(self, splits: DataSplits, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Endless random validation batches for the meta steps (seeded per epoch)."""
+        assert self.dist is not None
+        g = _epoch_generator(self.cfg.seed, epoch, stream=1)
+        n = _size(splits.val)
+        while True:
+            perm = torch.randperm(n, generator=g)
+            yield from self._batches(
+                splits.val, perm, self.cfg.train.val_batch_size, self.dist.device
+            )
+
+    def _make_meta_step(self, model: nn.Module, num_classes: int, splits: DataSplits) -> Any:
+        import importlib
+
+        meta = importlib.import_module("cdbloss.engine.meta")
+
+        per_sample = build_loss(
+            self.cfg.loss.name,
+            num_classes,
+            class_counts=splits.class_counts,
+            **{**self.cfg.loss.options, "reduction": "none"},
+        ).to(self.dist.device if self.dist else "cpu")
+        if self.cfg.train.method == "l2rw":
+            return meta.L2RWStep(model, per_sample)
+        return meta.MetaWeightNetStep(model, per_sample)
+
+    def _tensorboard(self) -> Any:
+        if not self.cfg.train.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise RuntimeError(
+                "train.tensorboard=true needs the tensorboard package: pip install tensorboard"
+            ) from err
+        return SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+
+
+def _check_same_on_all_ranks(values: Tensor, what: str) -> None:
+    """Raise if ``values`` differ between ranks (one small all-reduce of max and -min)."""
+    import torch.distributed as dist
+
+    both = torch.stack([values.float(), -values.float()])  # (2, C)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    if not torch.equal(both[0], values.float()) or not torch.equal(-both[1], values.float()):
+        raise RuntimeError(f"{what} differ between ranks; the run would diverge")
+
+
+def _size(dataset: Dataset[Any]) -> int:
+    """``len(dataset)``, with a clear error for datasets without a length."""
+    try:
+        return len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"datasets must have a length, got {type(dataset).__name__}") from None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _drop_matrix(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "confusion_matrix"}
+
+
+def _jsonable(obj: Any) -> Any:
+    """``obj`` with anything JSON cannot hold turned into a string."""
+    try:
+        json.dumps(obj)
+        return obj
+    except TypeError:
+        if isinstance(obj, dict):
+            return {str(k): _jsonable(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [_jsonable(v) for v in obj]
+        return str(obj)
+
+
+def train(
+    cfg: ExperimentConfig, out_dir: str | Path, splits: DataSplits | None = None
+) -> dict[str, Any]:
+    """Run ``cfg`` into ``out_dir`` (resuming if possible) and return its result."""
+    return Trainer(cfg, out_dir, splits).fit()

@@ -1,0 +1,413 @@
+"""Turn a folder of finished runs into the paper's tables (Markdown, CSV) and figures (PNG).
+
+Reads every ``result.json`` under a folder; plots are a leaf: they read saved
+results and never train. Runs that differ only in their seed are one cell:
+mean +- std over seeds. Rows are methods, columns the data option that varies
+(majority ratio, imbalance factor). Where the protocol matches one of the
+paper's tables, the paper's number stands beside ours.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cdbloss.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from cdbloss.experiments.paper import paper_table_for
+
+__all__ = ["Cell", "RunRecord", "load_runs", "method_label", "write_report"]
+
+_LABELS = {
+    "ce": "CE",
+    "ifw": "IFW",
+    "ifw-sqrt": "IFW (sqrt)",
+    "focal": "Focal",
+    "cb-ce": "CB",
+    "cb-focal": "CB-Focal",
+    "ldam": "LDAM",
+    "ldam-drw": "LDAM-DRW",
+    "balanced-softmax": "Balanced Softmax",
+    "logit-adjusted": "Logit adjustment",
+    "eql": "EQL",
+    "cdb-ce": "CDB-CE",
+    "cdb-focal": "CDB-Focal",
+}
+
+
+_ORDER = ["CE", "IFW", "IFW (sqrt)", "Focal", "CB", "CB-Focal", "EQL", "L2RW", "MWN", "LDAM", "LDAM-DRW",
+          "Balanced Softmax", "Logit adjustment", "CDB-CE", "CDB-Focal"]  # fmt: skip
+
+
+def _row_order(label: str) -> tuple[int, str]:
+    """The paper's row order: baselines first, CDB last; unknown labels after, by name."""
+    base = label.split(" (")[0].split(" [")[0]
+    return (_ORDER.index(base) if base in _ORDER else len(_ORDER), label)
+
+
+def method_label(config: dict[str, Any]) -> str:
+    """A row label: the loss (and tau for CDB, the reduction if not the default, the meta method)."""
+    loss, opts = config["loss"]["name"], config["loss"].get("options", {})
+    method = config.get("train", {}).get("method", "standard")
+    if method == "l2rw":
+        return "L2RW" if loss == "ce" else f"L2RW ({_LABELS.get(loss, loss)})"
+    if method == "mwn":
+        return "MWN" if loss == "ce" else f"MWN ({_LABELS.get(loss, loss)})"
+    label = str(_LABELS.get(loss, loss))
+    if loss.startswith("cdb"):
+        tau = opts.get("tau", "dynamic")
+        label += (
+            " (dyn. tau)"
+            if tau == "dynamic"
+            else f" ({tau})"
+            if isinstance(tau, str)
+            else f" (tau={tau:g})"
+        )
+    reduction = opts.get("reduction")
+    if reduction and reduction != "mean":
+        label += f" [{reduction}]"
+    return label
+
+
+@dataclass
+class RunRecord:
+    """What the report needs from one finished run."""
+
+    path: Path
+    config: dict[str, Any]
+    result: dict[str, Any]
+
+    @property
+    def protocol(self) -> str:
+        return str(self.config["data"]["protocol"])
+
+    @property
+    def data_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.config["data"].get("options", {}).items() if k != "seed"}
+
+
+@dataclass
+class Cell:
+    """Values of one metric over the seeds of one (method, column)."""
+
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else math.nan
+
+    def text(self, digits: int = 2) -> str:
+        if not self.values:
+            return "-"
+        if len(self.values) == 1:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} +- {self.std:.{digits}f}"
+
+
+def load_runs(folder: str | Path) -> list[RunRecord]:
+    """Every finished run (``result.json`` with status done) under ``folder``, sorted by path."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"run folder {str(root)!r} does not exist")
+    runs = []
+    for path in sorted(root.rglob("result.json")):
+        result = json.loads(path.read_text())
+        if result.get("status") == "done":
+            runs.append(RunRecord(path.parent, result["config"], result))
+    return runs
+
+
+def _column_key(runs: list[RunRecord]) -> str | None:
+    """The data option that varies across ``runs`` (None if none does)."""
+    keys = sorted({k for r in runs for k in r.data_options})
+    varying = [k for k in keys if len({json.dumps(r.data_options.get(k)) for r in runs}) > 1]
+    for preferred in ("ratio", "imbalance_factor"):
+        if preferred in varying:
+            return preferred
+    return varying[0] if varying else None
+
+
+def _metric(protocol: str) -> tuple[str, str]:
+    """(name shown, how to read it) for the main table."""
+    if protocol == "mnist-4v9":
+        return "test error %", "error"
+    return "test top-1 %", "top1"
+
+
+def _value(result: dict[str, Any], how: str) -> float:
+    top1 = float(result["test"]["top1_accuracy"])
+    return 100.0 * (1.0 - top1) if how == "error" else 100.0 * top1
+
+
+_EXTRA = (
+    ("macro recall %", "macro_recall"),
+    ("many-shot %", "many_shot_accuracy"),
+    ("medium-shot %", "medium_shot_accuracy"),
+    ("few-shot %", "few_shot_accuracy"),
+)
+
+
+def _fmt_col(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def _csv_row(
+    protocol: str, label: str, col_key: str | None, col: Any, metric: str, cell: Cell
+) -> dict[str, Any]:
+    return {
+        "protocol": protocol,
+        "method": label,
+        "column": col_key or "",
+        "value": col,
+        "metric": metric,
+        "mean": cell.mean,
+        "std": cell.std,
+        "n": len(cell.values),
+    }
+
+
+def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
+    """Markdown for one protocol's runs, and long-format CSV rows."""
+    protocol = runs[0].protocol
+    col_key = _column_key(runs)
+    metric_name, how = _metric(protocol)
+    cells: dict[tuple[str, Any], Cell] = defaultdict(Cell)
+    extra: dict[tuple[str, str, Any], Cell] = defaultdict(Cell)
+    cols: list[Any] = []
+    rows: list[str] = []
+    for r in runs:
+        label = method_label(r.config)
+        col = r.data_options.get(col_key) if col_key else "all"
+        if col not in cols:
+            cols.append(col)
+        if label not in rows:
+            rows.append(label)
+        cells[(label, col)].values.append(_value(r.result, how))
+        for name, key in _EXTRA:
+            v = r.result["test"].get(key)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                extra[(name, label, col)].values.append(100.0 * float(v))
+    cols.sort(
+        key=lambda v: (
+            not isinstance(v, (int, float)),
+            v if isinstance(v, (int, float)) else str(v),
+        )
+    )
+    paper = paper_table_for(protocol, runs[0].config["data"].get("options", {}))
+    seeds = sorted({r.config["seed"] for r in runs})
+    head = f"## {protocol}" + (f" (columns: {col_key})" if col_key else "")
+    lines = [
+        head,
+        "",
+        f"{metric_name}, mean +- std over seeds ({len(seeds)} seeds seen: {seeds}); n = runs per cell.",
+    ]
+    if paper:
+        lines.append(f"In brackets: the paper's {paper[0]}.")
+    lines += [
+        "",
+        "| method | " + " | ".join(_fmt_col(c) for c in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
+    csv_rows: list[dict[str, Any]] = []
+    for label in rows:
+        out = []
+        for col in cols:
+            cell = cells.get((label, col), Cell())
+            text = cell.text() + (f" (n={len(cell.values)})" if cell.values else "")
+            if (
+                paper
+                and label in paper[1]
+                and isinstance(col, (int, float))
+                and float(col) in paper[1][label]
+            ):
+                mean, std = paper[1][label][float(col)]
+                text += f" [{mean:.2f}" + (f" +- {std:.2f}]" if std is not None else "]")
+            out.append(text)
+            if cell.values:
+                csv_rows.append(_csv_row(protocol, label, col_key, col, metric_name, cell))
+        lines.append(f"| {label} | " + " | ".join(out) + " |")
+    for name, _ in _EXTRA:
+        present = [label for label in rows if any((name, label, c) in extra for c in cols)]
+        if not present:
+            continue
+        lines += ["", f"{name} (test), mean +- std over seeds:", ""]
+        lines += [
+            "| method | " + " | ".join(_fmt_col(c) for c in cols) + " |",
+            "|---" * (len(cols) + 1) + "|",
+        ]
+        for label in present:
+            lines.append(
+                f"| {label} | "
+                + " | ".join(extra.get((name, label, c), Cell()).text() for c in cols)
+                + " |"
+            )
+            for c in cols:
+                found = extra.get((name, label, c))
+                if found is not None and found.values:
+                    csv_rows.append(_csv_row(protocol, label, col_key, c, name, found))
+    return "\n".join(lines) + "\n", csv_rows
+
+
+def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
+    """Fig. 1 style per-class accuracy vs training count; CDB weights and tau; error vs tau."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    col_key = _column_key(runs)
+    protocol = runs[0].protocol
+    metric_name, how = _metric(protocol)
+
+    def save(fig: Any, name: str) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        path = fig_dir / f"{tag}_{name}.png"
+        atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
+
+    # 1. per-class test accuracy against training count, at the most imbalanced column
+    def hardness(r: RunRecord) -> float:
+        v = r.data_options.get(col_key) if col_key else None
+        if not isinstance(v, (int, float)):
+            return 0.0
+        return float(v)
+
+    target = max(hardness(r) for r in runs)
+    chosen = [r for r in runs if hardness(r) == target]
+    by_label: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in chosen:
+        by_label[method_label(r.config)].append(r)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, group in sorted(by_label.items()):
+        counts = group[0].result["class_counts"]
+        per_class = [
+            statistics.fmean(
+                float(g.result["test"]["per_class_accuracy"][c])
+                for g in group
+                if not math.isnan(float(g.result["test"]["per_class_accuracy"][c]))
+            )
+            if any(not math.isnan(float(g.result["test"]["per_class_accuracy"][c])) for g in group)
+            else math.nan
+            for c in range(len(counts))
+        ]
+        order = sorted(range(len(counts)), key=lambda c: -counts[c])
+        ax.plot(
+            [counts[c] for c in order],
+            [100 * per_class[c] for c in order],
+            marker="o",
+            ms=3,
+            label=label,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class")
+    ax.set_ylabel("test accuracy of the class (%)")
+    title = f"{protocol}" + (f", {col_key} = {_fmt_col(target)}" if col_key else "")
+    ax.set_title(f"Per-class accuracy vs training count ({title})")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save(fig, "per_class_vs_count")
+
+    # 2. CDB weights and tau over epochs (first CDB run at the most imbalanced column)
+    cdb = [
+        r for r in chosen if r.config["loss"]["name"].startswith("cdb") and r.result.get("history")
+    ]
+    if cdb and "weights" in cdb[0].result["history"][0]:
+        hist = cdb[0].result["history"]
+        epochs = [h["epoch"] for h in hist]
+        weights = [h["weights"] for h in hist]
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        names = cdb[0].result.get("class_names") or [str(c) for c in range(len(weights[0]))]
+        for c in range(len(weights[0])):
+            ax.plot(epochs, [w[c] for w in weights], lw=1, label=str(names[c]))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("CDB class weight")
+        if "tau" in hist[0]:
+            ax2 = ax.twinx()
+            ax2.plot(epochs, [h["tau"] for h in hist], "k--", lw=1.5, label="tau")
+            ax2.set_ylabel("tau (dashed)")
+        ax.set_title(
+            f"CDB weights over training: {method_label(cdb[0].config)}, seed {cdb[0].config['seed']}"
+        )
+        if len(weights[0]) <= 20:
+            ax.legend(fontsize=6, ncol=2)
+        save(fig, "cdb_weights_tau")
+
+    # 3. metric against fixed tau (Table 2 / 4 as a plot)
+    fixed = [r for r in runs if r.config["loss"]["name"] == "cdb-ce"]
+    points: dict[Any, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    dynamic: dict[Any, list[float]] = defaultdict(list)
+    for r in fixed:
+        tau = r.config["loss"].get("options", {}).get("tau", "dynamic")
+        col = r.data_options.get(col_key) if col_key else "all"
+        if isinstance(tau, (int, float)):
+            points[col][float(tau)].append(_value(r.result, how))
+        elif tau == "dynamic":
+            dynamic[col].append(_value(r.result, how))
+    if any(len(p) >= 2 for p in points.values()):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for col, pts in sorted(points.items(), key=lambda kv: str(kv[0])):
+            taus = sorted(pts)
+            line = ax.plot(
+                taus,
+                [statistics.fmean(pts[t]) for t in taus],
+                marker="o",
+                label=f"{col_key}={_fmt_col(col)}",
+            )
+            if dynamic.get(col):
+                ax.axhline(statistics.fmean(dynamic[col]), color=line[0].get_color(), ls=":", lw=1)
+        ax.set_xlabel("fixed tau (dotted: dynamic tau)")
+        ax.set_ylabel(metric_name)
+        ax.set_title(f"CDB-CE: {metric_name} against tau ({protocol})")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        save(fig, "metric_vs_tau")
+    return written
+
+
+def write_report(
+    folder: str | Path, out_dir: str | Path | None = None, figures: bool = True
+) -> Path:
+    """Write ``report.md``, ``report.csv`` and ``figures/*.png`` for the runs under ``folder``.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    runs = load_runs(folder)
+    if not runs:
+        raise ValueError(f"no finished runs (result.json with status done) under {str(folder)!r}")
+    out = Path(out_dir) if out_dir is not None else Path(folder)
+    by_protocol: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in runs:
+        by_protocol[r.protocol].append(r)
+    md = [f"# Report: {len(runs)} finished runs under `{folder}`", ""]
+    all_rows: list[dict[str, Any]] = []
+    for protocol, group in sorted(by_protocol.items()):
+        text, rows = _tables(group)
+        md.append(text)
+        all_rows += rows
+        if figures:
+            for path in _figures(group, out / "figures", protocol):
+                md.append(f"![{path.stem}](figures/{path.name})\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=["protocol", "method", "column", "value", "metric", "mean", "std", "n"]
+    )
+    writer.writeheader()
+    writer.writerows(all_rows)
+    atomic_write_text(out / "report.csv", buf.getvalue())
+    report = out / "report.md"
+    atomic_write_text(report, "\n".join(md))
+    return report

@@ -1,0 +1,208 @@
+"""Sweeps: the grid a config declares, run in parallel worker processes, resumable.
+
+``sweep: {loss.name: [ce, cdb-ce], data.options.ratio: [0.9, 0.995], seed: [0, 1]}``
+expands to the cross product (here 8 runs). The special key ``variants`` takes
+a list of override mappings that belong together (a method = a loss plus a
+training step, say) and crosses them with the other keys. Each run gets its own folder under
+the sweep's output folder, named from its grid values. Re-running the sweep
+skips runs whose ``result.json`` says done, resumes interrupted ones from their
+checkpoints, and retries failed ones; a run that fails writes ``error.json``
+with its error and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import json
+import multiprocessing as mp
+import os
+import re
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdbloss.engine.checkpoint import atomic_write_json
+from cdbloss.engine.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+)
+
+__all__ = ["VARIANTS", "SweepRun", "expand_grid", "run_sweep"]
+
+#: A sweep key whose values are mappings of overrides applied together, e.g.
+#: ``variants: [{loss.name: ce}, {loss.name: ce, train.method: l2rw}]``.
+VARIANTS = "variants"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One point of the grid: its folder name, overrides and validated config."""
+
+    run_id: str
+    overrides: tuple[tuple[str, Any], ...]
+    config: ExperimentConfig
+
+
+def _slug(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "x"
+
+
+def expand_grid(cfg: ExperimentConfig) -> list[SweepRun]:
+    """The runs of ``cfg.sweep`` (one run, the config itself, when there is no grid)."""
+    base = config_to_dict(cfg)
+    base.pop("sweep")
+    if not cfg.sweep:
+        return [SweepRun(cfg.name, (), config_from_dict(base))]
+    axes: list[list[tuple[tuple[str, Any], ...]]] = []
+    for key, values in cfg.sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"sweep key {key!r} must map to a non-empty list, got {values!r}")
+        if key == VARIANTS:
+            for v in values:
+                if not isinstance(v, dict) or not v:
+                    raise ValueError(
+                        f"each entry of sweep.{VARIANTS} must be a mapping of overrides, got {v!r}"
+                    )
+            axes.append([tuple(v.items()) for v in values])
+        else:
+            axes.append([((key, v),) for v in values])
+    runs = []
+    for combo in itertools.product(*axes):
+        overrides = tuple(pair for group in combo for pair in group)
+        run_id = "__".join(f"{k.split('.')[-1]}={_slug(v)}" for k, v in overrides)
+        raw = apply_overrides(base, list(overrides))
+        raw["name"] = f"{cfg.name}/{run_id}"
+        runs.append(SweepRun(run_id, overrides, config_from_dict(raw)))
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("sweep values give clashing run folder names; make the values distinct")
+    return runs
+
+
+def run_status(run_dir: Path) -> str:
+    """``done``, ``failed``, ``partial`` (a checkpoint, no result) or ``new``."""
+    result = run_dir / "result.json"
+    if result.exists() and json.loads(result.read_text()).get("status") == "done":
+        return "done"
+    if (run_dir / "error.json").exists():
+        return "failed"
+    if (run_dir / "checkpoint.pt").exists():
+        return "partial"
+    return "new"
+
+
+def _run_one(cfg_dict: dict[str, Any], out_dir: str, threads: int) -> dict[str, Any]:
+    """Worker body: train one run; record an error instead of raising."""
+    import torch
+
+    from cdbloss.engine.trainer import Trainer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    run_dir = Path(out_dir)
+    start = time.time()
+    try:
+        cfg = config_from_dict(cfg_dict)
+        result = Trainer(cfg, run_dir).fit()
+        (run_dir / "error.json").unlink(missing_ok=True)
+        return {
+            "status": "done",
+            "seconds": time.time() - start,
+            "test": result["test"]["top1_accuracy"],
+        }
+    except Exception as err:  # a failed run must not stop the sweep
+        record = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+            "seconds": time.time() - start,
+        }
+        atomic_write_json(run_dir / "error.json", record)
+        return record
+
+
+def run_sweep(
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Run every point of ``cfg``'s grid into ``out_dir/<run_id>``.
+
+    Args:
+        cfg: a config with a ``sweep`` grid.
+        out_dir: the sweep folder (holds ``sweep.json`` and one folder per run).
+        workers: parallel worker processes; each gets ``cores // workers`` torch threads.
+        progress: print a line per finished run.
+
+    Returns:
+        ``run_id -> status record``; also written to ``out_dir/sweep.json``.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out = Path(out_dir)
+    runs = expand_grid(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    statuses: dict[str, dict[str, Any]] = {}
+    todo = []
+    for run in runs:
+        state = run_status(out / run.run_id)
+        if state == "done":
+            statuses[run.run_id] = {"status": "done", "skipped": True}
+        else:
+            todo.append(run)
+    if progress:
+        print(
+            f"sweep {cfg.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run"
+        )
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    quiet = []
+    for run in todo:
+        d = config_to_dict(run.config)
+        d["train"]["progress"] = False  # one console, many workers
+        quiet.append(d)
+    if workers == 1:
+        for run, d in zip(todo, quiet, strict=True):
+            statuses[run.run_id] = _run_one(d, str(out / run.run_id), 0)
+            _report(progress, run.run_id, statuses[run.run_id], len(statuses), len(runs))
+    else:
+        with cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn")
+        ) as pool:
+            futures = {
+                pool.submit(_run_one, d, str(out / run.run_id), threads): run.run_id
+                for run, d in zip(todo, quiet, strict=True)
+            }
+            for fut in cf.as_completed(futures):
+                run_id = futures[fut]
+                try:
+                    statuses[run_id] = fut.result()
+                except Exception as err:  # the worker process itself died
+                    statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
+                    atomic_write_json(out / run_id / "error.json", statuses[run_id])
+                _report(progress, run_id, statuses[run_id], len(statuses), len(runs))
+    ordered = {r.run_id: statuses[r.run_id] for r in runs}
+    atomic_write_json(out / "sweep.json", {"name": cfg.name, "runs": ordered})
+    failed = [k for k, v in ordered.items() if v["status"] != "done"]
+    if progress and failed:
+        print(f"{len(failed)} run(s) failed: {failed} (see their error.json)")
+    return ordered
+
+
+def _report(enabled: bool, run_id: str, status: dict[str, Any], done: int, total: int) -> None:
+    if not enabled:
+        return
+    if status["status"] == "done":
+        acc = status.get("test")
+        tail = (
+            f"test top-1 {acc:.4f} in {status['seconds']:.0f} s" if acc is not None else "skipped"
+        )
+        print(f"[{done}/{total}] {run_id}: {tail}", flush=True)
+    else:
+        print(f"[{done}/{total}] {run_id}: FAILED {status.get('error')}", flush=True)

@@ -1,0 +1,182 @@
+"""The training engine end to end on a tiny synthetic imbalanced problem."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cdbloss import CDBLoss, ClassDifficulty, cdb_weights
+from cdbloss.engine.checkpoint import load_checkpoint
+from cdbloss.engine.config import config_from_dict
+from cdbloss.engine.trainer import NonFiniteLossError, Trainer, lr_factor
+from cdbloss.models import build_model
+from tests.engine.conftest import tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_cdb_weights_change_every_epoch_and_favour_the_harder_class(tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config())
+    result = Trainer(cfg, tmp_path / "run").fit()
+    hist = result["history"]
+    assert len(hist) == 4
+    weights = [h["weights"] for h in hist]
+    for before, after in zip([[1.0, 1.0, 1.0], *weights[:-1]], weights, strict=True):
+        assert before != after  # recomputed after every epoch
+    for h in hist:  # the least accurate class on validation gets the largest weight
+        acc = h["val_per_class_accuracy"]
+        assert h["weights"][acc.index(min(acc))] == max(h["weights"])
+        assert h["weights"] == pytest.approx(
+            cdb_weights(torch.tensor(acc, dtype=torch.float64)).tolist(), rel=1e-6
+        )
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "checkpoint.pt", "metrics.jsonl", "result.json"} <= files
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 4
+    assert 0.0 <= result["test"]["top1_accuracy"] <= 1.0
+
+
+def test_plain_losses_ignore_the_tracker(tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config(loss__name="ce", train__epochs=2))
+    result = Trainer(cfg, tmp_path / "run").fit()
+    assert all(h["weights"] == [1.0, 1.0, 1.0] for h in result["history"])
+    assert "tau" not in result["history"][0]
+
+
+def test_weight_update_every_k_iterations(tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config(train__epochs=1, train__weight_update_every=3))
+    trainer = Trainer(cfg, tmp_path / "run")
+    result = trainer.fit()
+    assert result["history"][0]["weights"] != [1.0, 1.0, 1.0]
+
+
+def test_finished_run_is_not_redone_and_another_experiment_is_refused(tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config(train__epochs=1))
+    first = Trainer(cfg, tmp_path / "run").fit()
+    mtime = (tmp_path / "run" / "result.json").stat().st_mtime_ns
+    again = Trainer(cfg, tmp_path / "run").fit()
+    assert again == json.loads(json.dumps(first)) or again["test"] == first["test"]
+    assert (tmp_path / "run" / "result.json").stat().st_mtime_ns == mtime
+    other = config_from_dict(tiny_config(train__epochs=1, optim__lr=0.5))
+    with pytest.raises(
+        ValueError, match=r"holds a different experiment \(it differs in \['optim.lr'\]\)"
+    ):
+        Trainer(other, tmp_path / "run").fit()
+
+
+def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config_from_dict(tiny_config(train__epochs=3))
+    calls = {"n": 0}
+    forward = CDBLoss.forward
+
+    def poisoned(self: CDBLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        out = forward(self, logits, target)
+        return (
+            out * float("nan") if calls["n"] == 8 + 3 else out
+        )  # epoch 2 (8 batches each), batch 3
+
+    monkeypatch.setattr(CDBLoss, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="epoch 2, batch 3"):
+        Trainer(cfg, tmp_path / "run").fit()
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["epoch"] == 0  # the last good checkpoint: after epoch 1
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_lr_schedules() -> None:
+    cfg = config_from_dict(
+        tiny_config(optim__milestones=[2, 3], optim__gamma=0.1, optim__warmup_epochs=2)
+    )
+    assert [round(lr_factor(cfg, e), 6) for e in range(4)] == [0.5, 1.0, 0.1, 0.01]
+    cos = config_from_dict(tiny_config(optim__schedule="cosine", train__epochs=4))
+    assert [round(lr_factor(cos, e), 6) for e in range(3)] == [1.0, 0.853553, 0.5]
+
+
+def _train_cmd(cfg_path: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "cdbloss", "train", str(cfg_path), "--out", str(out)]
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path: Path) -> None:
+    raw = tiny_config(
+        train__epochs=12,
+        train__batch_size=8,
+        data__options={"num_classes": 3, "imbalance_factor": 20, "max_per_class": 400},
+    )
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(raw))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+    straight = tmp_path / "straight"
+    subprocess.run(
+        _train_cmd(cfg_path, straight), check=True, env=env, capture_output=True, timeout=300
+    )
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _train_cmd(cfg_path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.01)
+    time.sleep(0.05)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "result.json").exists(), "the run finished before it could be killed"
+    done_epochs = len(metrics.read_text().splitlines())
+    assert 3 <= done_epochs < 12
+
+    subprocess.run(
+        _train_cmd(cfg_path, killed), check=True, env=env, capture_output=True, timeout=300
+    )
+    a = json.loads((straight / "result.json").read_text())
+    b = json.loads((killed / "result.json").read_text())
+    assert b["test"] == a["test"]
+    assert b["history"][-1]["weights"] == a["history"][-1]["weights"]
+    assert [h["train_loss"] for h in b["history"]] == [h["train_loss"] for h in a["history"]]
+
+
+def test_two_process_ddp_matches_one_process_counts_and_weights(tmp_path: Path) -> None:
+    raw = tiny_config(train__epochs=2, train__batch_size=32, train__device="cpu")
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(raw))
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-port", "0", "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0",
+        "-m", "cdbloss", "train", str(cfg_path), "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["world_size"] == 2
+
+    # One process, the same final model, the whole validation set.
+    cfg = config_from_dict(raw)
+    trainer = Trainer(cfg, tmp_path / "unused")
+    splits = trainer._load_data()
+    model = build_model("mlp", 3, in_features=8, hidden=16)
+    model.load_state_dict(load_checkpoint(out / "checkpoint.pt")["model"])
+    model.eval()
+    tracker = ClassDifficulty(3)
+    with torch.no_grad():
+        x, y = splits.val.get_batch(torch.arange(len(splits.val)))  # type: ignore[attr-defined]
+        tracker.update(model(x), y)
+    last = result["history"][-1]
+    assert last["val_per_class_accuracy"] == pytest.approx(tracker.compute().tolist(), abs=0)
+    assert last["weights"] == pytest.approx(cdb_weights(tracker.compute()).tolist(), rel=1e-6)
+    assert int(tracker.total.sum()) == len(splits.val)

@@ -1,0 +1,65 @@
+"""Sweeps: the grid, parallel workers, a failing run, re-running skips finished runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cdbloss.engine.config import config_from_dict
+from cdbloss.experiments.sweep import expand_grid, run_sweep
+from tests.engine.conftest import tiny_config
+
+
+def test_grid_expansion() -> None:
+    cfg = config_from_dict(
+        tiny_config(
+            sweep={"loss.name": ["ce", "cdb-ce"], "seed": [0, 1, 2], "loss.options.tau": [1.0]}
+        )
+    )
+    runs = expand_grid(cfg)
+    assert len(runs) == 6
+    assert runs[0].run_id == "name=ce__seed=0__tau=1.0"
+    assert {r.config.seed for r in runs} == {0, 1, 2}
+    assert runs[-1].config.loss.name == "cdb-ce" and runs[-1].config.loss.options == {"tau": 1.0}
+    with pytest.raises(ValueError, match="non-empty list"):
+        expand_grid(config_from_dict(tiny_config(sweep={"seed": []})))
+
+
+def test_sweep_with_a_failing_run_finishes_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # hidden = 0 is rejected by the model when the run starts, not when the config loads
+    cfg = config_from_dict(
+        tiny_config(train__epochs=2, sweep={"model.options.hidden": [16, 0], "seed": [0, 1]})
+    )
+    statuses = run_sweep(cfg, tmp_path, workers=2)
+    assert [s["status"] for s in statuses.values()] == ["done", "done", "failed", "failed"]
+    failed = tmp_path / "hidden=0__seed=0"
+    error = json.loads((failed / "error.json").read_text())
+    assert "hidden must be >= 1" in error["error"]
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert summary["runs"]["hidden=16__seed=1"]["status"] == "done"
+    assert "2 run(s) failed" in capsys.readouterr().out
+
+    done = tmp_path / "hidden=16__seed=0" / "result.json"
+    mtime = done.stat().st_mtime_ns
+    again = run_sweep(cfg, tmp_path, workers=1, progress=False)
+    assert again["hidden=16__seed=0"] == {"status": "done", "skipped": True}
+    assert done.stat().st_mtime_ns == mtime  # not redone
+    assert again["hidden=0__seed=1"]["status"] == "failed"  # retried, fails again
+
+
+def test_interrupted_run_is_resumed(tmp_path: Path) -> None:
+    from cdbloss.engine.trainer import Trainer
+
+    cfg = config_from_dict(tiny_config(train__epochs=3, sweep={"seed": [0]}))
+    (run,) = expand_grid(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(run.config, tmp_path / run.run_id, fail_after_batches=12).fit()  # mid epoch 2
+    statuses = run_sweep(cfg, tmp_path, workers=1, progress=False)
+    assert statuses[run.run_id]["status"] == "done"
+    result = json.loads((tmp_path / run.run_id / "result.json").read_text())
+    straight = Trainer(run.config, tmp_path / "straight").fit()
+    assert result["test"] == json.loads(json.dumps(straight["test"]))
