@@ -52,7 +52,14 @@ def register_protocol(name: str) -> Callable[[ProtocolFactory], ProtocolFactory]
 
 
 def get_protocol(name: str) -> ProtocolFactory:
-    """The factory registered as ``name``; an unknown name lists the known ones."""
+    """The factory registered as ``name``; an unknown name lists the known ones.
+
+    Every built-in protocol module is imported first, so a name works without
+    importing its module by hand.
+    """
+    from cdbloss.data.protocols import import_protocols
+
+    import_protocols()
     try:
         return PROTOCOLS[name]
     except KeyError:

@@ -1,0 +1,192 @@
+"""Where data lives, and how it gets there safely: cache root, checksums, atomic writes.
+
+* :func:`cache_root` is the one place that decides the cache directory: an
+  explicit ``root`` argument, else ``$CDBLOSS_CACHE``, else
+  ``$XDG_CACHE_HOME/cdbloss``, else ``~/.cache/cdbloss``.
+* :func:`shared_data_dirs` lists the read-only ``shared/data`` folders that sit
+  beside a checkout of this project (``$CDBLOSS_SHARED_DATA`` first); nothing
+  here knows an absolute machine path.
+* :func:`file_digest` / :func:`verify_digest` compute and check checksums, with
+  an error that names the file, the expected and the actual value.
+* :func:`atomic_write` writes through a temporary file in the target folder
+  and ``os.replace``, so a crash never leaves a half-written cache entry.
+* :func:`safe_member_name` refuses archive member names that would escape the
+  folder they are extracted into.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_write(d / "x.bin") as f:
+    ...     _ = f.write(b"abc")
+    >>> file_digest(d / "x.bin", "md5")
+    '900150983cd24fb0d6963f7d28e17f72'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, TypeVar
+
+__all__ = [
+    "CACHE_ENV",
+    "SHARED_ENV",
+    "atomic_write",
+    "bytes_digest",
+    "cache_root",
+    "file_digest",
+    "find_shared",
+    "progress",
+    "safe_member_name",
+    "shared_data_dirs",
+    "verify_digest",
+]
+
+CACHE_ENV = "CDBLOSS_CACHE"
+SHARED_ENV = "CDBLOSS_SHARED_DATA"
+
+_T = TypeVar("_T")
+
+
+def cache_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The cache directory (not created here).
+
+    Args:
+        root: an explicit directory; wins over everything else.
+
+    Returns:
+        ``root``, else ``$CDBLOSS_CACHE``, else ``$XDG_CACHE_HOME/cdbloss``,
+        else ``~/.cache/cdbloss``; ``~`` expanded.
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "cdbloss"
+
+
+def _repo_root() -> Path | None:
+    """The checkout this module lives in (a folder with pyproject.toml), if any."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file():
+            return parent
+    return None
+
+
+def shared_data_dirs() -> list[Path]:
+    """Existing ``shared/data`` folders to search, most specific first.
+
+    ``$CDBLOSS_SHARED_DATA`` (one or more folders separated by ``os.pathsep``),
+    then ``../shared/data`` relative to the current directory and to the
+    checkout that holds this package. Only folders that exist are returned.
+    """
+    candidates: list[Path] = []
+    env = os.environ.get(SHARED_ENV)
+    if env:
+        candidates += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    candidates.append(Path.cwd().parent / "shared" / "data")
+    repo = _repo_root()
+    if repo is not None:
+        candidates.append(repo.parent / "shared" / "data")
+    seen: set[Path] = set()
+    out: list[Path] = []
+    for c in candidates:
+        try:
+            r = c.resolve()
+        except OSError:
+            continue
+        if r in seen or not r.is_dir():
+            continue
+        seen.add(r)
+        out.append(r)
+    return out
+
+
+def find_shared(relative: str) -> Path | None:
+    """The first ``<shared data dir>/<relative>`` that exists, else ``None``."""
+    for d in shared_data_dirs():
+        p = d / relative
+        if p.exists():
+            return p
+    return None
+
+
+def bytes_digest(data: bytes, algorithm: str = "sha256") -> str:
+    """Hex digest of ``data`` (``algorithm``: any name :mod:`hashlib` knows)."""
+    return hashlib.new(algorithm, data).hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_digest(what: str | os.PathLike[str], actual: str, expected: str, algorithm: str) -> None:
+    """Raise ``ValueError`` naming ``what`` unless ``actual == expected`` (case-insensitive)."""
+    if actual.lower() != expected.lower():
+        raise ValueError(
+            f"{what}: {algorithm} checksum mismatch: expected {expected.lower()}, got "
+            f"{actual.lower()} (the file is corrupted, truncated or not the expected release)"
+        )
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Open a temporary file beside ``path`` for binary writing; on success move it to ``path``.
+
+    The parent folder is created. On any exception the temporary file is
+    removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cache files are ordinary data
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def safe_member_name(name: str, archive: str | os.PathLike[str]) -> PurePosixPath:
+    """Validate an archive member name; return it as a relative POSIX path.
+
+    Raises:
+        ValueError: for an absolute name, a drive letter, a backslash or any
+            ``..`` component, i.e. a name that could write outside the folder
+            it is extracted into.
+    """
+    if not name or "\\" in name or "\x00" in name:
+        raise ValueError(f"{archive}: refusing unsafe member name {name!r}")
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
+        raise ValueError(f"{archive}: refusing unsafe member name {name!r} (escapes its folder)")
+    return p
+
+
+def progress(items: Iterable[_T], total: int | None = None, desc: str = "") -> Iterable[_T]:
+    """Wrap ``items`` in a tqdm progress bar when tqdm is installed and stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, total=total, desc=desc, unit="img", leave=False)  # type: ignore[no-any-return]
