@@ -180,3 +180,11 @@ def test_two_process_ddp_matches_one_process_counts_and_weights(tmp_path: Path) 
     assert last["val_per_class_accuracy"] == pytest.approx(tracker.compute().tolist(), abs=0)
     assert last["weights"] == pytest.approx(cdb_weights(tracker.compute()).tolist(), rel=1e-6)
     assert int(tracker.total.sum()) == len(splits.val)
+
+
+@pytest.mark.parametrize("method", ["l2rw", "mwn"])
+def test_meta_methods_run_and_still_feed_the_cdb_weights(tmp_path: Path, method: str) -> None:
+    cfg = config_from_dict(tiny_config(train__epochs=2, train__method=method, train__val_batch_size=16))
+    result = Trainer(cfg, tmp_path / "run").fit()
+    assert [h["weights"] != [1.0, 1.0, 1.0] for h in result["history"]] == [True, True]
+    assert result["history"][0]["weights"] != result["history"][1]["weights"]

@@ -248,9 +248,14 @@ class Trainer:
         c = splits.num_classes
         device = info.device
         model = build_model(cfg.model.name, c, **cfg.model.options).to(device)
-        loss_fn = build_loss(
-            cfg.loss.name, c, class_counts=splits.class_counts, **cfg.loss.options
-        ).to(device)
+        loss_options = dict(cfg.loss.options)
+        if cfg.train.method != "standard":
+            # The meta steps weight each example themselves: they need per-sample
+            # losses. The same module keeps receiving update_weights / set_epoch.
+            loss_options["reduction"] = "none"
+        loss_fn = build_loss(cfg.loss.name, c, class_counts=splits.class_counts, **loss_options).to(
+            device
+        )
         opt = torch.optim.SGD(
             model.parameters(),
             lr=cfg.optim.lr,
@@ -258,9 +263,7 @@ class Trainer:
             weight_decay=cfg.optim.weight_decay,
             nesterov=cfg.optim.nesterov,
         )
-        meta_step = (
-            self._make_meta_step(model, c, splits) if cfg.train.method != "standard" else None
-        )
+        meta_step = self._make_meta_step(model, loss_fn) if cfg.train.method != "standard" else None
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.out_dir / "config.json", config_to_dict(cfg))
@@ -452,20 +455,12 @@ class Trainer:
                 splits.val, perm, self.cfg.train.val_batch_size, self.dist.device
             )
 
-    def _make_meta_step(self, model: nn.Module, num_classes: int, splits: DataSplits) -> Any:
-        import importlib
+    def _make_meta_step(self, model: nn.Module, per_sample_loss: nn.Module) -> Any:
+        from cdbloss.engine.meta import L2RWStep, MetaWeightNetStep
 
-        meta = importlib.import_module("cdbloss.engine.meta")
-
-        per_sample = build_loss(
-            self.cfg.loss.name,
-            num_classes,
-            class_counts=splits.class_counts,
-            **{**self.cfg.loss.options, "reduction": "none"},
-        ).to(self.dist.device if self.dist else "cpu")
         if self.cfg.train.method == "l2rw":
-            return meta.L2RWStep(model, per_sample)
-        return meta.MetaWeightNetStep(model, per_sample)
+            return L2RWStep(model, per_sample_loss)
+        return MetaWeightNetStep(model, per_sample_loss)
 
     def _tensorboard(self) -> Any:
         if not self.cfg.train.tensorboard:
