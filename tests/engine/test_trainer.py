@@ -184,7 +184,9 @@ def test_two_process_ddp_matches_one_process_counts_and_weights(tmp_path: Path) 
 
 @pytest.mark.parametrize("method", ["l2rw", "mwn"])
 def test_meta_methods_run_and_still_feed_the_cdb_weights(tmp_path: Path, method: str) -> None:
-    cfg = config_from_dict(tiny_config(train__epochs=2, train__method=method, train__val_batch_size=16))
+    cfg = config_from_dict(
+        tiny_config(train__epochs=2, train__method=method, train__val_batch_size=16)
+    )
     result = Trainer(cfg, tmp_path / "run").fit()
     for h in result["history"]:  # the loss the meta step uses received every update
         expected = cdb_weights(torch.tensor(h["val_per_class_accuracy"], dtype=torch.float64))

@@ -41,11 +41,11 @@ from .resnet_cifar import (
 from .resnext3d import ResNeXt3D, resnext3d_101
 
 __all__ = [
+    "MLP",
     "MODELS",
     "CifarResNet",
     "ImageNetResNet",
     "LeNet5",
-    "MLP",
     "ModelFactory",
     "NormedLinear",
     "ResNeXt3D",
