@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from PIL import Image
 
 from cdbloss.data.base import load_protocol
+from cdbloss.data.cache import find_shared
 from cdbloss.data.egtea import (
     MAJORITY_VERBS,
     SPLIT_FILES,
@@ -25,19 +25,7 @@ from cdbloss.data.egtea import (
 )
 from cdbloss.data.transforms import ToTensor
 
-
-def shared_dir(name: str) -> Path | None:
-    """``<shared data>/<name>``: ``$CDBLOSS_SHARED_DATA`` or ``../shared/data`` beside the repo."""
-    env = os.environ.get("CDBLOSS_SHARED_DATA")
-    bases = [Path(p) for p in env.split(os.pathsep)] if env else []
-    bases.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
-    for b in bases:
-        if (b / name).is_dir():
-            return b / name
-    return None
-
-
-REAL = shared_dir("egtea")
+REAL = find_shared("egtea")
 needs_real = pytest.mark.skipif(REAL is None, reason="shared data egtea/ not present")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -14,18 +13,8 @@ from PIL import Image
 
 from cdbloss.data import folder as _folder  # noqa: F401  (registers the protocol)
 from cdbloss.data.base import DataSplits, load_protocol
+from cdbloss.data.cache import find_shared
 from cdbloss.data.longtail import long_tail_counts
-
-
-def shared_dir(name: str) -> Path | None:
-    """``<shared data>/<name>``: ``$CDBLOSS_SHARED_DATA`` or ``../shared/data`` beside the repo."""
-    env = os.environ.get("CDBLOSS_SHARED_DATA")
-    bases = [Path(p) for p in env.split(os.pathsep)] if env else []
-    bases.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
-    for b in bases:
-        if (b / name).is_dir():
-            return b / name
-    return None
 
 
 def write(path: Path, value: int, ext: str = ".png") -> None:
@@ -247,7 +236,7 @@ def test_missing_and_malformed_roots(tmp_path: Path) -> None:
 
 # --- real data --------------------------------------------------------------------------------
 
-CIFAR = shared_dir("cifar10-jpeg")
+CIFAR = find_shared("cifar10-jpeg")
 
 
 @pytest.mark.skipif(CIFAR is None, reason="shared data cifar10-jpeg/ not present")

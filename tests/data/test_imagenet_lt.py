@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image
 
 from cdbloss.data.base import load_protocol
+from cdbloss.data.cache import find_shared
 from cdbloss.data.imagenet_lt import (
     EXPECTED_COUNTS,
     LIST_FILES,
@@ -21,19 +21,7 @@ from cdbloss.data.imagenet_lt import (
 from cdbloss.data.images import read_list_file
 from cdbloss.data.longtail import long_tail_counts
 
-
-def shared_dir(name: str) -> Path | None:
-    """``<shared data>/<name>``: ``$CDBLOSS_SHARED_DATA`` or ``../shared/data`` beside the repo."""
-    env = os.environ.get("CDBLOSS_SHARED_DATA")
-    bases = [Path(p) for p in env.split(os.pathsep)] if env else []
-    bases.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
-    for b in bases:
-        if (b / name).is_dir():
-            return b / name
-    return None
-
-
-REAL = shared_dir("imagenet_lt")
+REAL = find_shared("imagenet_lt")
 needs_real = pytest.mark.skipif(REAL is None, reason="shared data imagenet_lt/ not present")
 
 # --- the real lists ---------------------------------------------------------------------------
