@@ -192,3 +192,15 @@ def test_meta_methods_run_and_still_feed_the_cdb_weights(tmp_path: Path, method:
         expected = cdb_weights(torch.tensor(h["val_per_class_accuracy"], dtype=torch.float64))
         assert h["weights"] == pytest.approx(expected.tolist(), rel=1e-6)
         assert h["weights"] != [1.0, 1.0, 1.0]
+
+
+def test_tensorboard_scalars_are_written(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = config_from_dict(tiny_config(train__epochs=2, train__tensorboard=True))
+    Trainer(cfg, tmp_path / "run").fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss", "val_top1_accuracy", "val_macro_recall", "lr", "tau"} <= tags
+    assert [e.step for e in events.Scalars("tau")] == [1, 2]
