@@ -81,10 +81,32 @@ def test_zero_total_weight_gives_zero_loss_and_zero_gradients() -> None:
     for reduction in ("mean", "sample_mean", "sum"):
         v, g = grads(lambda t, r=reduction: cdb_cross_entropy(t, y, w, r), z)
         assert v.item() == 0.0 and torch.count_nonzero(g) == 0
-    # all targets ignored
+    # all targets ignored, with zero and with positive weights, module and function
     y_ign = torch.full_like(y, -100)
-    v, g = grads(lambda t: cdb_cross_entropy(t, y_ign, w), z)
+    positive = torch.rand(C, dtype=torch.float64) + 0.1
+    loss = CDBLoss(C).double()
+    for fn in (
+        lambda t: cdb_cross_entropy(t, y_ign, w),
+        lambda t: cdb_cross_entropy(t, y_ign, positive),
+        lambda t: cdb_cross_entropy(t, y_ign, None),
+        lambda t: loss(t, y_ign),
+    ):
+        v, g = grads(fn, z)
+        assert v.item() == 0.0 and torch.count_nonzero(g) == 0
+
+
+def test_cached_positivity_follows_every_change_of_the_weights() -> None:
+    z, y = batch(9)
+    y = torch.ones_like(y)
+    loss = CDBLoss(C).double()
+    assert loss(z, y) > 0 and loss.weight_positive()
+    loss.weight[1] = 0.0  # an in-place edit behind the module's back
+    v, g = grads(lambda t: loss(t, y), z)
     assert v.item() == 0.0 and torch.count_nonzero(g) == 0
+    loss.update_weights(torch.tensor([0.5, 0.5, 0.5, 0.5, 0.5]))
+    assert loss.weight_positive()
+    loss.load_state_dict({**loss.state_dict(), "weight": torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0])})
+    assert not loss.weight_positive()
 
 
 def test_every_class_perfect_gives_uniform_weights() -> None:

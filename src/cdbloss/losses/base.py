@@ -60,6 +60,23 @@ class ClassWeightedLoss(nn.Module):
         self.ignore_index = ignore_index
         init = torch.ones(num_classes) if weight is None else self._checked_weight(weight)
         self.register_buffer("weight", init.to(torch.float32).clone())
+        self._positive_key: tuple[int, int] | None = None
+        self._positive = True
+
+    def weight_positive(self) -> bool:
+        """Whether every class weight is > 0, cached until the buffer changes.
+
+        The cache key is the buffer's identity and its in-place version counter,
+        so ``update_weights``, ``load_state_dict``, ``.to()`` and direct in-place
+        edits all invalidate it. On accelerators this costs one host sync per
+        change of the weights, not one per step.
+        """
+        w = self.weight
+        key = (id(w), w._version)
+        if key != self._positive_key:
+            self._positive = bool((w > 0).all())
+            self._positive_key = key
+        return self._positive
 
     def _checked_weight(self, weight: Tensor) -> Tensor:
         weight = torch.as_tensor(weight)

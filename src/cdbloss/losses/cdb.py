@@ -29,6 +29,8 @@ def cdb_loss(
     gamma: float = 2.0,
     reduction: str = "mean",
     ignore_index: int = -100,
+    *,
+    weight_positive: bool | None = None,
 ) -> Tensor:
     r"""CDB loss for given class weights (from :func:`cdbloss.cdb_weights`).
 
@@ -47,9 +49,13 @@ def cdb_loss(
             ``nn.CrossEntropyLoss(weight=w)``; the default because it keeps
             training alive at extreme imbalance), ``"sample_mean"`` (``sum w_y l / N``,
             the authors' CIFAR code), ``"sum"`` or ``"none"``.
+        weight_positive: performance hint for ``base="ce"``, see
+            :func:`~cdbloss.losses.cross_entropy.weighted_cross_entropy`.
     """
     if base == "ce":
-        return weighted_cross_entropy(logits, target, weight, reduction, ignore_index)
+        return weighted_cross_entropy(
+            logits, target, weight, reduction, ignore_index, weight_positive=weight_positive
+        )
     if base == "focal":
         return focal_loss(logits, target, weight, gamma, reduction, ignore_index)
     raise ValueError(f"base must be one of {BASES}, got {base!r}")
@@ -161,7 +167,14 @@ class CDBLoss(ClassWeightedLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return cdb_loss(
-            logits, target, self.weight, self.base, self.gamma, self.reduction, self.ignore_index
+            logits,
+            target,
+            self.weight,
+            self.base,
+            self.gamma,
+            self.reduction,
+            self.ignore_index,
+            weight_positive=self.weight_positive(),
         )
 
     def extra_repr(self) -> str:

@@ -66,5 +66,12 @@ class ClassBalancedLoss(ClassWeightedLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return cdb_loss(
-            logits, target, self.weight, self.base, self.gamma, self.reduction, self.ignore_index
+            logits,
+            target,
+            self.weight,
+            self.base,
+            self.gamma,
+            self.reduction,
+            self.ignore_index,
+            weight_positive=self.weight_positive(),
         )

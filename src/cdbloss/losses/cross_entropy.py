@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -25,6 +26,8 @@ def weighted_cross_entropy(
     weight: Tensor | None = None,
     reduction: str = "mean",
     ignore_index: int = -100,
+    *,
+    weight_positive: bool | None = None,
 ) -> Tensor:
     r"""Class-weighted cross-entropy, NaN-free.
 
@@ -42,6 +45,8 @@ def weighted_cross_entropy(
         weight: ``(C,)`` non-negative class weights; ``None`` for all ones.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` | ``"sample_mean"``.
         ignore_index: targets to skip.
+        weight_positive: a hint that every weight is > 0 (modules pass it, see
+            :meth:`ClassWeightedLoss.weight_positive`); ``None`` checks on CPU.
 
     Returns:
         A scalar, or ``(N,)`` for ``reduction="none"``.
@@ -59,11 +64,19 @@ def weighted_cross_entropy(
         return F.cross_entropy(
             logits, target, weight=w, reduction=reduction, ignore_index=ignore_index
         )
-    if all_kept and (w is None or (reduction == "mean" and bool((w > 0).all()))):
-        # Nothing ignored and every weight positive (checked on CPU only, where
-        # it costs no device sync): the denominator cannot be 0, so torch's own
-        # mean is exact and fastest. Without weights, "sample_mean" == "mean".
-        return F.cross_entropy(logits, target, weight=w, reduction="mean")
+    if w is None or reduction == "mean":
+        positive = w is None or (
+            weight_positive
+            if weight_positive is not None
+            else (w.device.type == "cpu" and bool((w > 0).all()))
+        )
+        if positive:
+            # Every weight > 0: the denominator is 0 only when every target is
+            # ignored, where torch's mean gives NaN in value but zero gradients.
+            # So torch's own (fastest) mean is exact here, made finite if needed.
+            # Without weights, "sample_mean" == "mean".
+            out = F.cross_entropy(logits, target, weight=w, ignore_index=ignore_index)
+            return out if all_kept else torch.nan_to_num(out, nan=0.0)
     total = F.cross_entropy(logits, target, weight=w, reduction="sum", ignore_index=ignore_index)
     keep, w_i = sample_weights(target, w, ignore_index, logits.dtype, all_kept)
     return normalize_total(total, keep, w_i, reduction)
