@@ -270,6 +270,7 @@ class Trainer:
         writer = self._tensorboard() if info.is_main else None
 
         start_epoch, step, history = 0, 0, []
+        timing = {"train_s": 0.0, "val_s": 0.0}
         best: dict[str, Any] = {"value": -math.inf, "epoch": -1, "state": None}
         ckpt_path = self.out_dir / "checkpoint.pt"
         if ckpt_path.exists():
@@ -281,6 +282,7 @@ class Trainer:
                 meta_step.load_state_dict(state["meta"])
             start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
             best = state["best"]
+            timing = dict(state.get("timing", timing))
             set_rng_state(state["rng"])
         train_model: nn.Module = model
         if info.distributed:
@@ -288,7 +290,6 @@ class Trainer:
             train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
 
         per_rank_batch = cfg.train.batch_size // info.world_size
-        timing = {"train_s": 0.0, "val_s": 0.0}
         for epoch in range(start_epoch, cfg.train.epochs):
             for group in opt.param_groups:
                 group["lr"] = cfg.optim.lr * lr_factor(cfg, epoch)
@@ -394,6 +395,7 @@ class Trainer:
                         "meta": meta_step.state_dict() if meta_step is not None else None,
                         "history": history,
                         "best": best,
+                        "timing": timing,
                         "rng": get_rng_state(),
                     },
                 )
