@@ -15,7 +15,7 @@ from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.focal import _check_gamma, focal_loss
 from cdbloss.weighting import TauSpec, cdb_weights, resolve_tau
 
-__all__ = ["BASES", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
+__all__ = ["BASES", "BaseWeightedLoss", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
 
 Base = Literal["ce", "focal"]
 BASES: tuple[str, ...] = ("ce", "focal")
@@ -72,7 +72,44 @@ def cdb_cross_entropy(
     return cdb_loss(logits, target, weight, "ce", reduction=reduction, ignore_index=ignore_index)
 
 
-class CDBLoss(ClassWeightedLoss):
+class BaseWeightedLoss(ClassWeightedLoss):
+    """Cross-entropy or softmax focal loss with the per-class weights of the ``weight`` buffer.
+
+    What CDB and class-balanced losses share: :func:`cdb_loss` over the buffer.
+    Subclasses decide where the weights come from (fixed from class counts,
+    or updated from validation accuracy).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        weight: Tensor | None,
+        base: str,
+        gamma: float,
+        reduction: str,
+        ignore_index: int,
+    ) -> None:
+        if base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, got {base!r}")
+        _check_gamma(gamma)
+        super().__init__(num_classes, weight, reduction, ignore_index)
+        self.base = base
+        self.gamma = float(gamma)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return cdb_loss(
+            logits,
+            target,
+            self.weight,
+            self.base,
+            self.gamma,
+            self.reduction,
+            self.ignore_index,
+            weight_positive=self.weight_positive(),
+        )
+
+
+class CDBLoss(BaseWeightedLoss):
     r"""Class-wise Difficulty-Balanced loss as a module.
 
     Holds the current class weights in the buffer ``weight`` (so they are saved
@@ -122,19 +159,14 @@ class CDBLoss(ClassWeightedLoss):
         reduction: str = "mean",
         ignore_index: int = -100,
     ) -> None:
-        if base not in BASES:
-            raise ValueError(f"base must be one of {BASES}, got {base!r}")
-        _check_gamma(gamma)
         check_reduction(reduction)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"eps must be a float > 0, got {eps!r}")
         resolve_tau(tau, [1.0], eps)  # validates tau before any work
-        super().__init__(num_classes, None, reduction, ignore_index)
+        super().__init__(num_classes, None, base, gamma, reduction, ignore_index)
         self.tau = tau
         self.eps = float(eps)
         self.normalize = normalize
-        self.base = base
-        self.gamma = float(gamma)
         # The last tau and validation accuracy, for logging; NaN before the first update.
         self.register_buffer("tau_value", torch.tensor(math.nan, dtype=torch.float64))
         self.register_buffer("accuracy", torch.full((num_classes,), math.nan, dtype=torch.float64))
@@ -164,18 +196,6 @@ class CDBLoss(ClassWeightedLoss):
         self.accuracy.copy_(acc)
         self.tau_value.fill_(resolve_tau(self.tau, acc, self.eps))
         return self.weight.detach().clone()
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return cdb_loss(
-            logits,
-            target,
-            self.weight,
-            self.base,
-            self.gamma,
-            self.reduction,
-            self.ignore_index,
-            weight_positive=self.weight_positive(),
-        )
 
     def extra_repr(self) -> str:
         return (

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
-from cdbloss.losses.cdb import BASES, cdb_loss
-from cdbloss.losses.focal import _check_gamma
+from cdbloss.losses.base import counts_tensor
+from cdbloss.losses.cdb import BaseWeightedLoss, cdb_loss
 from cdbloss.weighting import class_balanced_weights
 
 __all__ = ["ClassBalancedLoss", "class_balanced_loss"]
@@ -41,7 +40,7 @@ def class_balanced_loss(
     return cdb_loss(logits, target, weight.to(logits.device), base, gamma, reduction, ignore_index)
 
 
-class ClassBalancedLoss(ClassWeightedLoss):
+class ClassBalancedLoss(BaseWeightedLoss):
     """Class-balanced loss as a module; weights fixed from ``class_counts``.
 
     See :func:`class_balanced_loss`.
@@ -57,21 +56,6 @@ class ClassBalancedLoss(ClassWeightedLoss):
         reduction: str = "mean",
         ignore_index: int = -100,
     ) -> None:
-        if base not in BASES:
-            raise ValueError(f"base must be one of {BASES}, got {base!r}")
-        _check_gamma(gamma)
         weight = class_balanced_weights(counts_tensor(class_counts, num_classes), beta=beta)
-        super().__init__(num_classes, weight, reduction, ignore_index)
-        self.beta, self.base, self.gamma = beta, base, float(gamma)
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return cdb_loss(
-            logits,
-            target,
-            self.weight,
-            self.base,
-            self.gamma,
-            self.reduction,
-            self.ignore_index,
-            weight_positive=self.weight_positive(),
-        )
+        super().__init__(num_classes, weight, base, gamma, reduction, ignore_index)
+        self.beta = beta
