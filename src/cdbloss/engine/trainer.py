@@ -66,7 +66,10 @@ _VOLATILE = {
     ("train", "threads"),
     ("train", "tensorboard"),
 }
-#: Per-epoch weight and accuracy vectors are kept in result.json up to this many classes.
+#: result.json keeps at most this many epochs of history (evenly spaced, always the
+#: last); metrics.jsonl keeps every epoch. Result files stay small enough for git.
+_MAX_HISTORY_IN_RESULT = 100
+#: Per-epoch weight and accuracy vectors are kept in the history up to this many classes.
 _MAX_CLASSES_IN_HISTORY = 100
 
 
@@ -438,7 +441,7 @@ class Trainer:
             result["test"] = result["test_best"]
         else:
             result["test"] = test_last
-        result["history"] = history
+        result["history"] = _thin(history, _MAX_HISTORY_IN_RESULT)
         result["timing"] = timing
         if info.is_main:
             atomic_write_json(self.out_dir / "result.json", result)
@@ -484,6 +487,14 @@ def _check_same_on_all_ranks(values: Tensor, what: str) -> None:
     dist.all_reduce(both, op=dist.ReduceOp.MAX)
     if not torch.equal(both[0], values.float()) or not torch.equal(-both[1], values.float()):
         raise RuntimeError(f"{what} differ between ranks; the run would diverge")
+
+
+def _thin(records: list[dict[str, Any]], most: int) -> list[dict[str, Any]]:
+    """At most ``most`` records, evenly spaced, first and last included."""
+    if len(records) <= most:
+        return records
+    step = (len(records) - 1) / (most - 1)
+    return [records[round(i * step)] for i in range(most)]
 
 
 def _size(dataset: Dataset[Any]) -> int:
