@@ -55,3 +55,22 @@ def test_method_labels() -> None:
     )
     assert method_label({"loss": {"name": "ce"}, "train": {"method": "l2rw"}}) == "L2RW"
     assert method_label({"loss": {"name": "cb-ce"}}) == "CB"
+
+
+def test_runs_with_other_settings_are_never_averaged_together(tmp_path: Path) -> None:
+    from cdbloss.experiments.report import RunRecord, row_labels
+
+    def run(name: str, epochs: int, seed: int, ratio: float) -> RunRecord:
+        config = {
+            "seed": seed,
+            "data": {"protocol": "mnist-4v9", "options": {"ratio": ratio}},
+            "loss": {"name": "ce", "options": {}},
+            "train": {"epochs": epochs},
+        }
+        return RunRecord(tmp_path / name, config, {})
+
+    runs = [run("a", 80, 0, 0.9), run("b", 80, 1, 0.99), run("c", 160, 0, 0.9)]
+    labels = row_labels(runs, "ratio")
+    assert labels[tmp_path / "a"] == labels[tmp_path / "b"] == "CE (epochs=80)"
+    assert labels[tmp_path / "c"] == "CE (epochs=160)"
+    assert row_labels(runs[:2], "ratio")[tmp_path / "a"] == "CE"  # seeds and ratios never split

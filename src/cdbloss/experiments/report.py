@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -45,10 +46,16 @@ _ORDER = ["CE", "IFW", "IFW (sqrt)", "Focal", "CB", "CB-Focal", "EQL", "L2RW", "
           "Balanced Softmax", "Logit adjustment", "CDB-CE", "CDB-Focal"]  # fmt: skip
 
 
-def _row_order(label: str) -> tuple[int, str]:
-    """The paper's row order: baselines first, CDB last; unknown labels after, by name."""
+def _row_order(label: str) -> tuple[int, list[Any]]:
+    """The paper's row order: baselines first, CDB last; unknown labels after;
+    then by name with numbers compared as numbers (epochs=80 before epochs=160)."""
     base = label.split(" (")[0].split(" [")[0]
-    return (_ORDER.index(base) if base in _ORDER else len(_ORDER), label)
+    parts = [
+        float(p) if p.replace(".", "", 1).isdigit() else p
+        for p in re.split(r"(\d+(?:\.\d+)?)", label)
+    ]
+    natural = [(0, p, "") if isinstance(p, float) else (1, 0.0, p) for p in parts]
+    return (_ORDER.index(base) if base in _ORDER else len(_ORDER), natural)
 
 
 def method_label(config: dict[str, Any]) -> str:
@@ -161,6 +168,45 @@ def _fmt_col(v: Any) -> str:
     return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
 
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True)
+    return out
+
+
+def row_labels(runs: list[RunRecord], col_key: str | None) -> dict[Path, str]:
+    """A row label per run: :func:`method_label`, plus the settings that tell apart
+    runs which share a label (e.g. ``CE (epochs=160, milestones=[120])``).
+
+    Seeds and the column's data option never split rows; all else does, so
+    runs with different settings are never averaged together.
+    """
+    ignore = {"seed", "name", "sweep", "train.progress", "train.device", "train.threads"}
+    if col_key:
+        ignore.add(f"data.options.{col_key}")
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in runs:
+        groups[method_label(r.config)].append(r)
+    labels: dict[Path, str] = {}
+    for label, group in groups.items():
+        flats = {r.path: _flat(r.config) for r in group}
+        keys = sorted({k for f in flats.values() for k in f} - ignore)
+        varying = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1]
+        for r in group:
+            if varying:
+                extra = ", ".join(
+                    f"{k.split('.')[-1]}={flats[r.path].get(k, '-')}" for k in varying
+                )
+                labels[r.path] = f"{label} ({extra})"
+            else:
+                labels[r.path] = label
+    return labels
+
+
 def _csv_row(
     protocol: str, label: str, col_key: str | None, col: Any, metric: str, cell: Cell
 ) -> dict[str, Any]:
@@ -185,8 +231,9 @@ def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
     extra: dict[tuple[str, str, Any], Cell] = defaultdict(Cell)
     cols: list[Any] = []
     rows: list[str] = []
+    labels = row_labels(runs, col_key)
     for r in runs:
-        label = method_label(r.config)
+        label = labels[r.path]
         col = r.data_options.get(col_key) if col_key else "all"
         if col not in cols:
             cols.append(col)
@@ -197,6 +244,7 @@ def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
             v = r.result["test"].get(key)
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 extra[(name, label, col)].values.append(100.0 * float(v))
+    rows.sort(key=_row_order)
     cols.sort(
         key=lambda v: (
             not isinstance(v, (int, float)),
@@ -219,18 +267,20 @@ def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
         "|---" * (len(cols) + 1) + "|",
     ]
     csv_rows: list[dict[str, Any]] = []
+    base_of = {labels[r.path]: method_label(r.config) for r in runs}
     for label in rows:
         out = []
+        base = base_of[label]  # the paper's row for "CE (epochs=160)" is "CE"
         for col in cols:
             cell = cells.get((label, col), Cell())
             text = cell.text() + (f" (n={len(cell.values)})" if cell.values else "")
             if (
                 paper
-                and label in paper[1]
+                and base in paper[1]
                 and isinstance(col, (int, float))
-                and float(col) in paper[1][label]
+                and float(col) in paper[1][base]
             ):
-                mean, std = paper[1][label][float(col)]
+                mean, std = paper[1][base][float(col)]
                 text += f" [{mean:.2f}" + (f" +- {std:.2f}]" if std is not None else "]")
             out.append(text)
             if cell.values:
@@ -288,8 +338,9 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
     target = max(hardness(r) for r in runs)
     chosen = [r for r in runs if hardness(r) == target]
     by_label: dict[str, list[RunRecord]] = defaultdict(list)
+    labels = row_labels(runs, col_key)
     for r in chosen:
-        by_label[method_label(r.config)].append(r)
+        by_label[labels[r.path]].append(r)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, group in sorted(by_label.items()):
         counts = group[0].result["class_counts"]
