@@ -342,7 +342,7 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
     for r in chosen:
         by_label[labels[r.path]].append(r)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, group in sorted(by_label.items()):
+    for label, group in sorted(by_label.items(), key=lambda kv: _row_order(kv[0])):
         counts = group[0].result["class_counts"]
         per_class = [
             statistics.fmean(
