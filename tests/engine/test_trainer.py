@@ -204,3 +204,11 @@ def test_tensorboard_scalars_are_written(tmp_path: Path) -> None:
     tags = set(events.Tags()["scalars"])
     assert {"train_loss", "val_top1_accuracy", "val_macro_recall", "lr", "tau"} <= tags
     assert [e.step for e in events.Scalars("tau")] == [1, 2]
+
+
+def test_result_files_name_no_home_folder() -> None:
+    from cdbloss.engine.trainer import _portable
+
+    home = str(Path.home())
+    info = {"sources": [{"path": f"{home}/.cache/cdbloss/mnist/x", "md5": "ab"}], "n": 3}
+    assert _portable(info) == {"sources": [{"path": "~/.cache/cdbloss/mnist/x", "md5": "ab"}], "n": 3}

@@ -427,7 +427,7 @@ class Trainer:
             "num_classes": c,
             "class_names": splits.class_names,
             "class_counts": splits.class_counts,
-            "data_info": _jsonable(splits.info),
+            "data_info": _portable(_jsonable(splits.info)),
             "epochs": cfg.train.epochs,
             "world_size": info.world_size,
             "select": cfg.train.select,
@@ -518,6 +518,19 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _drop_matrix(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "confusion_matrix"}
+
+
+def _portable(obj: Any) -> Any:
+    """``obj`` with this machine's home folder written as ``~`` in every string,
+    so result files (which are committed) name no machine-specific path."""
+    home = str(Path.home())
+    if isinstance(obj, str):
+        return "~" + obj[len(home) :] if home != "/" and obj.startswith(home + "/") else obj
+    if isinstance(obj, dict):
+        return {k: _portable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_portable(v) for v in obj]
+    return obj
 
 
 def _jsonable(obj: Any) -> Any:
