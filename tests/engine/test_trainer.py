@@ -211,4 +211,7 @@ def test_result_files_name_no_home_folder() -> None:
 
     home = str(Path.home())
     info = {"sources": [{"path": f"{home}/.cache/cdbloss/mnist/x", "md5": "ab"}], "n": 3}
-    assert _portable(info) == {"sources": [{"path": "~/.cache/cdbloss/mnist/x", "md5": "ab"}], "n": 3}
+    assert _portable(info) == {
+        "sources": [{"path": "~/.cache/cdbloss/mnist/x", "md5": "ab"}],
+        "n": 3,
+    }
