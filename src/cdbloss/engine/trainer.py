@@ -323,17 +323,14 @@ class Trainer:
                 else:
                     opt.zero_grad(set_to_none=True)
                     loss = loss_fn(train_model(x), y)
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLossError(
-                            f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
-                            f"the last good checkpoint ({str(ckpt_path)!r}) is kept"
-                        )
-                    loss.backward()
-                    opt.step()
-                if not torch.isfinite(loss):
+                if not torch.isfinite(loss):  # checked once, for both kinds of step
                     raise NonFiniteLossError(
-                        f"loss became {float(loss)} at epoch {epoch + 1}, batch {b + 1}"
+                        f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {b + 1}; "
+                        f"the last good checkpoint ({str(ckpt_path)!r}) is kept"
                     )
+                if meta_step is None:  # the meta steps have already stepped
+                    cast(Any, loss).backward()
+                    opt.step()
                 loss_sum += loss.detach()
                 n_batches += 1
                 step += 1
