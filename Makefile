@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install -q $(TORCH)
 
 $(VENV)/.demo-installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[demo]"
+	$(PY) -m pip install -q -e ".[experiments]"
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(PY)
@@ -21,7 +21,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(PY) examples/digits_demo.py
+	$(PY) examples/mnist_demo.py --out runs/demo
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check src tests benchmarks examples

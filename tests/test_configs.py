@@ -25,6 +25,8 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 # protocol -> (classes, input shape of one sample)
 SHAPES: dict[str, tuple[int, tuple[int, ...]]] = {
     "mnist-4v9": (2, (1, 28, 28)),
+    "mnist-lt": (10, (1, 28, 28)),
+    "fashion-mnist-lt": (10, (1, 28, 28)),
     "cifar-lt": (10, (3, 32, 32)),
     "imagenet-lt": (1000, (3, 32, 32)),  # ResNet-10 pools adaptively: a small input is enough
     "egtea": (19, (3, 2, 16, 16)),  # (C, T, H, W)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -215,3 +216,71 @@ def test_result_files_name_no_home_folder() -> None:
         "sources": [{"path": "~/.cache/cdbloss/mnist/x", "md5": "ab"}],
         "n": 3,
     }
+
+
+def test_val_every_thins_validation_for_plain_losses_but_not_for_cdb(tmp_path: Path) -> None:
+    ce = Trainer(
+        config_from_dict(tiny_config(loss__name="ce", train__epochs=5, train__val_every=2)),
+        tmp_path / "ce",
+    ).fit()
+    validated = [h["epoch"] for h in ce["history"] if "val_top1_accuracy" in h]
+    assert validated == [2, 4, 5]  # every 2nd epoch and the last
+    assert ce["val"]["val_top1_accuracy"] == ce["history"][-1]["val_top1_accuracy"]
+    cdb = Trainer(
+        config_from_dict(tiny_config(train__epochs=3, train__val_every=2)), tmp_path / "cdb"
+    ).fit()
+    assert all("val_top1_accuracy" in h for h in cdb["history"])  # CDB learns from each pass
+    assert len({tuple(h["weights"]) for h in cdb["history"]}) == 3
+
+
+def test_checkpoint_every_k_epochs_and_an_interrupted_run_resumes_to_the_same_result(
+    tmp_path: Path,
+) -> None:
+    raw = tiny_config(train__epochs=5, train__checkpoint_every=2)
+    straight = Trainer(config_from_dict(raw), tmp_path / "straight").fit()
+    # 8 batches an epoch: stop in epoch 4, after the checkpoint of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config_from_dict(raw), tmp_path / "cut", fail_after_batches=3 * 8 + 2).fit()
+    state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert state["epoch"] == 1  # saved after epoch 2 only, not after epoch 3
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
+    resumed = Trainer(config_from_dict(raw), tmp_path / "cut").fit()
+    assert resumed["test"] == straight["test"]
+    assert [h["train_loss"] for h in resumed["history"]] == [
+        h["train_loss"] for h in straight["history"]
+    ]
+
+
+def _image_splits() -> Any:
+    from cdbloss.data.base import DataSplits
+    from cdbloss.data.tensor_dataset import TensorImageDataset
+
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> TensorImageDataset:
+        images = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+        return TensorImageDataset(images, torch.arange(n) % 2, num_classes=2)
+
+    train = split(64)
+    return DataSplits(train, split(16), split(16), 2, train.class_counts(), ["a", "b"])
+
+
+def test_channels_last_trains_the_same_model_in_the_other_memory_format(tmp_path: Path) -> None:
+    results = {}
+    for flag in (False, True):
+        raw = tiny_config(
+            model={"name": "lenet5", "options": {}},
+            train__epochs=2,
+            train__batch_size=16,
+            train__channels_last=flag,
+        )
+        trainer = Trainer(config_from_dict(raw), tmp_path / str(flag), splits=_image_splits())
+        results[flag] = trainer.fit()
+        state = load_checkpoint(tmp_path / str(flag) / "checkpoint.pt")["model"]
+        conv = state["features.3.weight"]  # (16, 6, 5, 5): the formats differ
+        assert conv.is_contiguous(memory_format=torch.channels_last) == flag
+    a, b = ([h["train_loss"] for h in results[flag]["history"]] for flag in (False, True))
+    assert b == pytest.approx(a, rel=1e-4)
+    assert (
+        results[True]["test"]["per_class_accuracy"] == results[False]["test"]["per_class_accuracy"]
+    )

@@ -57,3 +57,14 @@ def test_wrong_input_shape_is_explained() -> None:
         ValueError, match=r"expects input of shape \(N, 1, 28, 28\), got \(2, 1, 32, 32\)"
     ):
         LeNet5(2)(torch.zeros(2, 1, 32, 32))
+
+
+def test_normed_linear_head_gives_cosine_logits_without_bias() -> None:
+    torch.manual_seed(0)
+    model = build_model("lenet5", num_classes=10, normed_linear=True)
+    assert count_parameters(model) == 61_706 - 10  # the cosine head has no bias
+    logits = model(torch.randn(6, 1, 28, 28) * 5)
+    assert logits.shape == (6, 10)
+    assert logits.abs().max() <= 1.0 + 1e-6
+    with pytest.raises(ValueError, match="normed_linear must be a bool"):
+        build_model("lenet5", num_classes=10, normed_linear=1)

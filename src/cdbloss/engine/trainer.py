@@ -187,10 +187,17 @@ class Trainer:
         get_batch: Callable[[Tensor], tuple[Tensor, Tensor]] | None = getattr(
             dataset, "get_batch", None
         )
+        fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
+
+        def move(x: Tensor, y: Any) -> tuple[Tensor, Tensor]:
+            x = x.to(device, non_blocking=True)
+            if x.dim() == 4 and fmt is torch.channels_last:
+                x = x.contiguous(memory_format=fmt)
+            return x, torch.as_tensor(y).to(device, non_blocking=True)
+
         if nw == 0 and get_batch is not None:
             for chunk in torch.split(indices, batch_size):  # the in-memory fast path
-                x, y = get_batch(chunk)
-                yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                yield move(*get_batch(chunk))
             return
         loader = DataLoader(
             Subset(dataset, indices.tolist()),
@@ -200,7 +207,7 @@ class Trainer:
             pin_memory=device.type == "cuda",
         )
         for x, y in loader:
-            yield x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
+            yield move(x, y)
 
     @torch.no_grad()
     def evaluate(
@@ -251,6 +258,9 @@ class Trainer:
         c = splits.num_classes
         device = info.device
         model = build_model(cfg.model.name, c, **cfg.model.options).to(device)
+        if cfg.train.channels_last:
+            # 4-D weights only; torch's stubs lack the memory_format overload of Module.to
+            model = cast(Any, model).to(memory_format=torch.channels_last)
         loss_options = dict(cfg.loss.options)
         if cfg.train.method != "standard":
             # The meta steps weight each example themselves: they need per-sample
@@ -345,12 +355,19 @@ class Trainer:
                     cast(Any, loss_fn).update_weights(tracker)
                     train_model.train()
             t1 = time.perf_counter()
-            val, tracker = self.evaluate(model, splits.val, c, splits.class_counts)
-            weights = (
-                cast(Any, loss_fn).update_weights(tracker)
-                if wants_difficulty(loss_fn)
-                else getattr(loss_fn, "weight", None)
+            last = epoch + 1 == cfg.train.epochs
+            validate = (
+                last
+                or (epoch + 1) % cfg.train.val_every == 0
+                or wants_difficulty(loss_fn)
+                or cfg.train.select == "best"
             )
+            val: dict[str, Any] | None = None
+            weights = getattr(loss_fn, "weight", None)
+            if validate:
+                val, tracker = self.evaluate(model, splits.val, c, splits.class_counts)
+                if wants_difficulty(loss_fn):
+                    weights = cast(Any, loss_fn).update_weights(tracker)
             if info.distributed and weights is not None:
                 _check_same_on_all_ranks(
                     weights.to(device), f"class weights after epoch {epoch + 1}"
@@ -363,27 +380,28 @@ class Trainer:
                 "step": step,
                 "lr": opt.param_groups[0]["lr"],
                 "train_loss": float(loss_sum) / max(n_batches, 1),
-                "val_top1_accuracy": val["top1_accuracy"],
-                "val_macro_recall": val["macro_recall"],
                 "train_s": t1 - t0,
                 "val_s": t2 - t1,
             }
-            if c <= _MAX_CLASSES_IN_HISTORY:
-                record["val_per_class_accuracy"] = val["per_class_accuracy"]
-                if weights is not None:
-                    record["weights"] = [float(v) for v in weights.tolist()]
+            if val is not None:
+                record["val_top1_accuracy"] = val["top1_accuracy"]
+                record["val_macro_recall"] = val["macro_recall"]
+                if c <= _MAX_CLASSES_IN_HISTORY:
+                    record["val_per_class_accuracy"] = val["per_class_accuracy"]
+            if c <= _MAX_CLASSES_IN_HISTORY and weights is not None:
+                record["weights"] = [float(v) for v in weights.tolist()]
             tau = getattr(loss_fn, "tau_value", None)
             if tau is not None:
                 record["tau"] = float(tau)
             history.append(record)
-            metric = float(val.get(cfg.train.select_metric, math.nan))
+            metric = math.nan if val is None else float(val.get(cfg.train.select_metric, math.nan))
             if metric > best["value"]:
                 best = {
                     "value": metric,
                     "epoch": epoch + 1,
                     "state": copy.deepcopy(model.state_dict()),
                 }
-            if info.is_main:
+            if info.is_main and (last or (epoch + 1) % cfg.train.checkpoint_every == 0):
                 save_checkpoint(
                     ckpt_path,
                     {
@@ -402,17 +420,22 @@ class Trainer:
                 atomic_write_text(
                     self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history)
                 )
-                if writer is not None:
-                    for key in ("train_loss", "val_top1_accuracy", "val_macro_recall", "lr", "tau"):
-                        if key in record:
-                            writer.add_scalar(key, record[key], epoch + 1)
-                if cfg.train.progress:
-                    tau_s = f" tau {record['tau']:.3f}" if "tau" in record else ""
-                    print(
-                        f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} loss {record['train_loss']:.4f} "
-                        f"val acc {val['top1_accuracy']:.4f} macro recall {val['macro_recall']:.4f}{tau_s}",
-                        flush=True,
-                    )
+            if writer is not None:
+                for key in ("train_loss", "val_top1_accuracy", "val_macro_recall", "lr", "tau"):
+                    if key in record:
+                        writer.add_scalar(key, record[key], epoch + 1)
+            if info.is_main and cfg.train.progress:
+                val_s = (
+                    f" val acc {val['top1_accuracy']:.4f} macro recall {val['macro_recall']:.4f}"
+                    if val is not None
+                    else ""
+                )
+                tau_s = f" tau {record['tau']:.3f}" if "tau" in record else ""
+                print(
+                    f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} "
+                    f"loss {record['train_loss']:.4f}{val_s}{tau_s}",
+                    flush=True,
+                )
         if writer is not None:
             writer.close()
 

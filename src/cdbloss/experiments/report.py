@@ -135,13 +135,23 @@ def load_runs(folder: str | Path) -> list[RunRecord]:
 
 
 def _column_key(runs: list[RunRecord]) -> str | None:
-    """The data option that varies across ``runs`` (None if none does)."""
+    """The data option that varies across ``runs``; else the imbalance itself; else None.
+
+    The imbalance (``ratio``, ``imbalance_factor``) is a column even when all
+    runs share one value, so that a one-column table still says which it is
+    and still stands beside the paper's number.
+    """
     keys = sorted({k for r in runs for k in r.data_options})
     varying = [k for k in keys if len({json.dumps(r.data_options.get(k)) for r in runs}) > 1]
     for preferred in ("ratio", "imbalance_factor"):
         if preferred in varying:
             return preferred
-    return varying[0] if varying else None
+    if varying:
+        return varying[0]
+    for preferred in ("ratio", "imbalance_factor"):
+        if all(preferred in r.data_options for r in runs):
+            return preferred
+    return None
 
 
 def _metric(protocol: str) -> tuple[str, str]:
@@ -257,7 +267,7 @@ def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
     lines = [
         head,
         "",
-        f"{metric_name}, mean +- std over seeds ({len(seeds)} seeds seen: {seeds}); n = runs per cell.",
+        f"{metric_name}, mean +- std over seeds ({len(seeds)} seed{'s' if len(seeds) != 1 else ''} seen: {seeds}); n = runs per cell.",
     ]
     if paper:
         lines.append(f"In brackets: the paper's {paper[0]}.")

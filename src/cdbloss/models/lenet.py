@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .registry import check_int, register_model
+from .registry import check_bool, check_int, register_model
+from .resnet_cifar import NormedLinear
 
 __all__ = ["LeNet5", "lenet5"]
 
@@ -42,6 +43,8 @@ class LeNet5(nn.Module):
         num_classes: ``C``.
         in_channels: image channels (1 for MNIST).
         input_size: 28 (C1 padded by 2, the default) or 32 (no padding).
+        normed_linear: cosine output layer (:class:`NormedLinear`, logits in
+            ``[-1, 1]``, no bias) as LDAM-DRW expects.
 
     Shape:
         - input: ``(N, in_channels, input_size, input_size)``
@@ -53,11 +56,18 @@ class LeNet5(nn.Module):
         torch.Size([3, 2])
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 1, input_size: int = 28) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 1,
+        input_size: int = 28,
+        normed_linear: bool = False,
+    ) -> None:
         super().__init__()
         check_int("num_classes", num_classes, minimum=1)
         check_int("in_channels", in_channels, minimum=1)
         check_int("input_size", input_size)
+        check_bool("normed_linear", normed_linear)
         if input_size not in (28, 32):
             raise ValueError(f"input_size must be 28 or 32, got {input_size}")
         self.in_channels = in_channels
@@ -76,7 +86,7 @@ class LeNet5(nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(120, 84),  # F6
             nn.ReLU(inplace=True),
-            nn.Linear(84, num_classes),
+            NormedLinear(84, num_classes) if normed_linear else nn.Linear(84, num_classes),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -93,6 +103,10 @@ class LeNet5(nn.Module):
 
 
 @register_model("lenet5")
-def lenet5(num_classes: int, in_channels: int = 1, input_size: int = 28) -> LeNet5:
+def lenet5(
+    num_classes: int, in_channels: int = 1, input_size: int = 28, normed_linear: bool = False
+) -> LeNet5:
     """LeNet-5 for MNIST-sized images; see :class:`LeNet5`."""
-    return LeNet5(num_classes, in_channels=in_channels, input_size=input_size)
+    return LeNet5(
+        num_classes, in_channels=in_channels, input_size=input_size, normed_linear=normed_linear
+    )
