@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cdbloss.engine.config import config_from_dict
-from cdbloss.experiments.report import method_label, write_report
+from cdbloss.engine.config import config_from_dict, config_to_dict
+from cdbloss.experiments.report import BEST_TAU_ROW, method_label, write_report
 from cdbloss.experiments.sweep import run_sweep
 from tests.engine.conftest import tiny_config
 
@@ -74,3 +75,50 @@ def test_runs_with_other_settings_are_never_averaged_together(tmp_path: Path) ->
     assert labels[tmp_path / "a"] == labels[tmp_path / "b"] == "CE (epochs=80)"
     assert labels[tmp_path / "c"] == "CE (epochs=160)"
     assert row_labels(runs[:2], "ratio")[tmp_path / "a"] == "CE"  # seeds and ratios never split
+
+
+def _fake_run(folder: Path, tau: Any, factor: int, seed: int, val: float, test: float) -> None:
+    """A finished run's files, as the trainer writes them, with chosen scores."""
+    from cdbloss.engine.checkpoint import atomic_write_json
+
+    config = config_to_dict(
+        config_from_dict(
+            tiny_config(
+                seed=seed,
+                loss={"name": "cdb-ce", "options": {"tau": tau}},
+                data__options={"num_classes": 3, "imbalance_factor": factor},
+            )
+        )
+    )
+    test_summary = {"top1_accuracy": test, "per_class_accuracy": [test] * 3, "macro_recall": test}
+    result = {
+        "status": "done",
+        "config": config,
+        "class_counts": [20, 5, 1],
+        "val": {"val_top1_accuracy": val, "val_macro_recall": val},
+        "test": test_summary,
+        "history": [],
+    }
+    atomic_write_json(folder / f"tau={tau}__f={factor}__s={seed}" / "result.json", result)
+
+
+def test_best_fixed_tau_row_is_chosen_on_validation_not_on_test(tmp_path: Path) -> None:
+    # factor 10: tau 1 is best on validation, tau 2 on test -> the row must show tau 1
+    # factor 50: tau 2 is best on validation (mean over two seeds)
+    for seed, (v1, v2) in enumerate([(0.80, 0.60), (0.78, 0.62)]):
+        _fake_run(tmp_path, 1.0, 10, seed, val=v1, test=0.50)
+        _fake_run(tmp_path, 2.0, 10, seed, val=v2, test=0.90)
+    for seed, (v1, v2) in enumerate([(0.50, 0.70), (0.90, 0.71)]):  # means 0.70 vs 0.705
+        _fake_run(tmp_path, 1.0, 50, seed, val=v1, test=0.40)
+        _fake_run(tmp_path, 2.0, 50, seed, val=v2, test=0.30)
+    _fake_run(tmp_path, "dynamic", 10, 0, val=0.99, test=0.10)  # not a fixed tau: never chosen
+    text = write_report(tmp_path, figures=False).read_text()
+    row = next(line for line in text.splitlines() if line.startswith(f"| {BEST_TAU_ROW} |"))
+    assert row == f"| {BEST_TAU_ROW} | 50.00 +- 0.00 (n=2) tau=1 | 30.00 +- 0.00 (n=2) tau=2 |"
+    assert "chosen without looking at the test set" in text
+
+
+def test_no_best_fixed_tau_row_without_a_choice(tmp_path: Path) -> None:
+    _fake_run(tmp_path, 1.0, 10, 0, val=0.8, test=0.5)
+    _fake_run(tmp_path, "dynamic", 10, 0, val=0.9, test=0.6)
+    assert BEST_TAU_ROW not in write_report(tmp_path, figures=False).read_text()
