@@ -122,3 +122,15 @@ def test_no_best_fixed_tau_row_without_a_choice(tmp_path: Path) -> None:
     _fake_run(tmp_path, 1.0, 10, 0, val=0.8, test=0.5)
     _fake_run(tmp_path, "dynamic", 10, 0, val=0.9, test=0.6)
     assert BEST_TAU_ROW not in write_report(tmp_path, figures=False).read_text()
+
+
+def test_one_report_from_several_folders(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "table2", 1.0, 10, 0, val=0.8, test=0.5)
+    _fake_run(tmp_path / "table1", "dynamic", 10, 0, val=0.9, test=0.6)
+    with pytest.raises(ValueError, match="needs out_dir"):
+        write_report([tmp_path / "table2", tmp_path / "table1"])
+    out = write_report([tmp_path / "table2", tmp_path / "table1"], tmp_path / "both", figures=False)
+    text = out.read_text()
+    assert "| CDB-CE (tau=1) | 50.00 (n=1) |" in text
+    assert "| CDB-CE (dyn. tau) | 60.00 (n=1) |" in text
+    assert out.parent == tmp_path / "both"

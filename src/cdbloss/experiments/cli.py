@@ -70,7 +70,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser(
         "report", help="tables (Markdown, CSV) and figures (PNG) from a folder of runs"
     )
-    p.add_argument("dir", help="folder holding runs (searched recursively for result.json)")
-    p.add_argument("--out", help="where to write report.md/.csv and figures/ (default: DIR)")
+    p.add_argument(
+        "dir", nargs="+", help="folder(s) holding runs (searched recursively for result.json)"
+    )
+    p.add_argument(
+        "--out",
+        help="where to write report.md/.csv and figures/ (default: DIR; needed for several)",
+    )
     p.add_argument("--no-figures", action="store_true")
     p.set_defaults(func=_report)

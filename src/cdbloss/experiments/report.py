@@ -16,6 +16,7 @@ import math
 import re
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -508,21 +509,35 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
 
 
 def write_report(
-    folder: str | Path, out_dir: str | Path | None = None, figures: bool = True
+    folder: str | Path | Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    figures: bool = True,
 ) -> Path:
     """Write ``report.md``, ``report.csv`` and ``figures/*.png`` for the runs under ``folder``.
+
+    Args:
+        folder: a folder of runs, or several whose runs make one report (e.g.
+            Table 2's fixed tau values beside Table 1's dynamic-tau runs).
+        out_dir: where to write; defaults to ``folder`` and is required for several.
+        figures: also draw the PNG figures (needs matplotlib).
 
     Returns:
         The path of ``report.md``.
     """
-    runs = load_runs(folder)
+    folders = [Path(folder)] if isinstance(folder, (str, Path)) else [Path(f) for f in folder]
+    if not folders:
+        raise ValueError("no run folder given")
+    if out_dir is None and len(folders) > 1:
+        raise ValueError(f"a report of {len(folders)} folders needs out_dir (--out)")
+    runs = [r for f in folders for r in load_runs(f)]
+    where = ", ".join(str(f) for f in folders)
     if not runs:
-        raise ValueError(f"no finished runs (result.json with status done) under {str(folder)!r}")
-    out = Path(out_dir) if out_dir is not None else Path(folder)
+        raise ValueError(f"no finished runs (result.json with status done) under {where!r}")
+    out = Path(out_dir) if out_dir is not None else folders[0]
     by_protocol: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
         by_protocol[r.protocol].append(r)
-    md = [f"# Report: {len(runs)} finished runs under `{folder}`", ""]
+    md = [f"# Report: {len(runs)} finished runs under `{where}`", ""]
     all_rows: list[dict[str, Any]] = []
     for protocol, group in sorted(by_protocol.items()):
         text, rows = _tables(group)
