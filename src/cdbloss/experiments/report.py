@@ -451,10 +451,16 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
     ax.grid(alpha=0.3)
     save(fig, "per_class_vs_count")
 
-    # 2. CDB weights and tau over epochs (first CDB run at the most imbalanced column)
-    cdb = [
-        r for r in chosen if r.config["loss"]["name"].startswith("cdb") and r.result.get("history")
-    ]
+    # 2. CDB weights and tau over epochs (at the most imbalanced column; the paper's
+    # dynamic tau first, then the other CDB runs in path order)
+    cdb = sorted(
+        (
+            r
+            for r in chosen
+            if r.config["loss"]["name"].startswith("cdb") and r.result.get("history")
+        ),
+        key=lambda r: r.config["loss"].get("options", {}).get("tau", "dynamic") != "dynamic",
+    )
     if cdb and "weights" in cdb[0].result["history"][0]:
         hist = cdb[0].result["history"]
         epochs = [h["epoch"] for h in hist]
