@@ -31,6 +31,9 @@ def test_report_of_a_tiny_sweep(tmp_path: Path) -> None:
     assert "| method | 5 | 20 |" in text
     assert "| CE | " in text and "| CDB-CE (dyn. tau) | " in text
     assert text.count("(n=2)") == 4  # 2 methods x 2 factors, 2 seeds each
+    compute = text[text.index("## Compute") :]
+    assert "| CE | 4 | " in compute and "| CDB-CE (dyn. tau) | 4 | " in compute
+    assert "All 8 runs: " in compute
     rows = list(csv.DictReader((tmp_path / "runs" / "report.csv").open()))
     main = [r for r in rows if r["metric"] == "test top-1 %"]
     assert {(r["method"], r["value"]) for r in main} == {

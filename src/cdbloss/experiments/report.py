@@ -514,6 +514,37 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
     return written
 
 
+def _compute_table(runs: list[RunRecord]) -> str:
+    """Markdown: training + validation seconds per run, by method, and the total."""
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for r in runs:
+        timing = r.result.get("timing") or {}
+        if "train_s" in timing:
+            label = method_label(r.config)
+            seconds[label].append(float(timing["train_s"]) + float(timing.get("val_s", 0.0)))
+    if not seconds:
+        return ""
+    total = sum(sum(v) for v in seconds.values())
+    lines = [
+        "## Compute",
+        "",
+        "Seconds of training + validation per run (each run on its own worker; loading "
+        "and testing not counted):",
+        "",
+        "| method | runs | mean s/run | total s |",
+        "|---|---|---|---|",
+    ]
+    for label in sorted(seconds, key=_row_order):
+        v = seconds[label]
+        lines.append(f"| {label} | {len(v)} | {statistics.fmean(v):.0f} | {sum(v):.0f} |")
+    lines += [
+        "",
+        f"All {sum(len(v) for v in seconds.values())} runs: {total:.0f} s ({total / 3600:.2f} h).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def write_report(
     folder: str | Path | Sequence[str | Path],
     out_dir: str | Path | None = None,
@@ -552,6 +583,7 @@ def write_report(
         if figures:
             for path in _figures(group, out / "figures", protocol):
                 md.append(f"![{path.stem}](figures/{path.name})\n")
+    md.append(_compute_table(runs))
     buf = io.StringIO()
     writer = csv.DictWriter(
         buf, fieldnames=["protocol", "method", "column", "value", "metric", "mean", "std", "n"]
