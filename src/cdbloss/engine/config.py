@@ -291,6 +291,17 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
 # --------------------------------------------------------------------------- public
 
 
+def flatten_keys(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping to dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (empty mappings kept)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def config_from_dict(raw: dict[str, Any], check_names: bool = True) -> ExperimentConfig:
     """Build and validate an :class:`ExperimentConfig` from a plain mapping."""
     cfg: ExperimentConfig = _build(ExperimentConfig, raw, "")

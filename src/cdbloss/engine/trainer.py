@@ -46,7 +46,7 @@ from cdbloss.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from cdbloss.engine.config import ExperimentConfig, config_to_dict
+from cdbloss.engine.config import ExperimentConfig, config_to_dict, flatten_keys
 from cdbloss.engine.distributed import (
     DistInfo,
     cleanup_distributed,
@@ -154,7 +154,7 @@ class Trainer:
         mine = config_to_dict(self.cfg)
         if cfg_path.exists():
             theirs = json.loads(cfg_path.read_text())
-            a, b = _flatten(_comparable(theirs)), _flatten(_comparable(mine))
+            a, b = flatten_keys(_comparable(theirs)), flatten_keys(_comparable(mine))
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             if diff:
                 raise ValueError(
@@ -523,17 +523,6 @@ def _size(dataset: Dataset[Any]) -> int:
         return len(dataset)  # type: ignore[arg-type]
     except TypeError:
         raise ValueError(f"datasets must have a length, got {type(dataset).__name__}") from None
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _drop_matrix(record: dict[str, Any]) -> dict[str, Any]:

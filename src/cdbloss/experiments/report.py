@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cdbloss.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from cdbloss.engine.config import flatten_keys
 from cdbloss.experiments.paper import paper_table_for
 
 __all__ = [
@@ -187,16 +188,6 @@ def _fmt_col(v: Any) -> str:
     return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True)
-    return out
-
-
 def row_labels(runs: list[RunRecord], col_key: str | None) -> dict[Path, str]:
     """A row label per run: :func:`method_label`, plus the settings that tell apart
     runs which share a label (e.g. ``CE (epochs=160, milestones=[120])``).
@@ -212,7 +203,10 @@ def row_labels(runs: list[RunRecord], col_key: str | None) -> dict[Path, str]:
         groups[method_label(r.config)].append(r)
     labels: dict[Path, str] = {}
     for label, group in groups.items():
-        flats = {r.path: _flat(r.config) for r in group}
+        flats = {
+            r.path: {k: json.dumps(v, sort_keys=True) for k, v in flatten_keys(r.config).items()}
+            for r in group
+        }
         keys = sorted({k for f in flats.values() for k in f} - ignore)
         varying = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1]
         for r in group:
