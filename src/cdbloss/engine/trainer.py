@@ -187,12 +187,12 @@ class Trainer:
         get_batch: Callable[[Tensor], tuple[Tensor, Tensor]] | None = getattr(
             dataset, "get_batch", None
         )
-        fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
+        channels_last = self.cfg.train.channels_last
 
         def move(x: Tensor, y: Any) -> tuple[Tensor, Tensor]:
             x = x.to(device, non_blocking=True)
-            if x.dim() == 4 and fmt is torch.channels_last:
-                x = x.contiguous(memory_format=fmt)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             return x, torch.as_tensor(y).to(device, non_blocking=True)
 
         if nw == 0 and get_batch is not None:
