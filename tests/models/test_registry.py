@@ -10,7 +10,7 @@ from cdbloss.models import MODELS, build_model, count_parameters, get_model, reg
 
 
 def test_all_paper_models_are_registered() -> None:
-    for name in ("lenet5", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"):
+    for name in ("lenet5", "resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"):
         assert name in MODELS
     assert {"resnet10", "resnext3d_101"} <= set(MODELS)
 

@@ -12,6 +12,7 @@ from cdbloss.models import CifarResNet, NormedLinear, build_model, count_paramet
 @pytest.mark.parametrize(
     ("name", "c10", "c100"),
     [
+        ("resnet8", 75_290, 81_140),
         ("resnet20", 269_722, 275_572),
         ("resnet32", 464_154, 470_004),
         ("resnet44", 658_586, 664_436),

@@ -6,6 +6,7 @@ name              network                                         experiment
 ``lenet5``        LeNet-5 (ReLU, max pooling), 28x28 inputs       MNIST 4 vs 9
 ``mlp``           a small MLP on flattened inputs                 synthetic, tests
 ``resnet32``      CIFAR ResNet-32 (He et al. 2016, option A)      CIFAR-LT
+``resnet8``       CIFAR ResNet-8 (one block per stage)            CIFAR-10-LT on a CPU
 ``resnet20/44/``  the other CIFAR ResNets of the same family
 ``56/110``
 ``resnet10``      ImageNet ResNet-10 (basic blocks, 1 per stage)  ImageNet-LT
@@ -32,6 +33,7 @@ from .resnet import ImageNetResNet, resnet10
 from .resnet_cifar import (
     CifarResNet,
     NormedLinear,
+    resnet8,
     resnet20,
     resnet32,
     resnet44,
@@ -55,6 +57,7 @@ __all__ = [
     "lenet5",
     "mlp",
     "register_model",
+    "resnet8",
     "resnet10",
     "resnet20",
     "resnet32",
