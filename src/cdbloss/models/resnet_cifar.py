@@ -159,7 +159,9 @@ class CifarResNet(nn.Module):
         check_bool("normed_linear", normed_linear)
         check_int("in_channels", in_channels, minimum=1)
         if depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 20, 32, 44, 56, 110), got {depth}")
+            raise ValueError(
+                f"depth must be 6n + 2 with n >= 1 (8, 20, 32, 44, 56, 110), got {depth}"
+            )
         n = (depth - 2) // 6
         self.depth = depth
         self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
