@@ -358,6 +358,10 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def _split_key(cfg_or_raw: Any, key: str) -> list[str]:
     parts = key.split(".")
+    if parts[0] == "sweep" and len(parts) > 2:
+        # a grid key is itself dotted: sweep.data.options.ratio=[0.9] sets the grid key
+        # "data.options.ratio" (checked against the config when the grid is built)
+        return ["sweep", ".".join(parts[1:])]
     node: Any = (
         config_to_dict(cfg_or_raw) if isinstance(cfg_or_raw, ExperimentConfig) else cfg_or_raw
     )
