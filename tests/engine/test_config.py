@@ -29,9 +29,7 @@ def test_load_with_overrides(tmp_path: Path) -> None:
 
 def test_sweep_overrides_replace_whole_grid_keys(tmp_path: Path) -> None:
     raw = tiny_config(sweep={"seed": [0, 1], "loss.options.tau": [0.5, 1.0]})
-    cfg = load_config(
-        write(tmp_path, raw), ["sweep.seed=[2]", "sweep.loss.options.tau=[2.0, 5.0]"]
-    )
+    cfg = load_config(write(tmp_path, raw), ["sweep.seed=[2]", "sweep.loss.options.tau=[2.0, 5.0]"])
     assert cfg.sweep == {"seed": [2], "loss.options.tau": [2.0, 5.0]}
     with pytest.raises(ValueError, match=r"unknown config key 'optim\.lrx'"):
         load_config(write(tmp_path, raw), ["sweep.optim.lrx=[1]"])
