@@ -470,7 +470,9 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
             ax2.plot(epochs, [h["tau"] for h in hist], "k--", lw=1.5, label="tau")
             ax2.set_ylabel("tau (dashed)")
         ax.set_title(
-            f"CDB weights over training: {method_label(cdb[0].config)}, seed {cdb[0].config['seed']}"
+            f"CDB weights over training: {method_label(cdb[0].config)}, seed "
+            f"{cdb[0].config['seed']}" + (f", {col_key} = {_fmt_col(target)}" if col_key else ""),
+            fontsize=10,
         )
         if len(weights[0]) <= 20:
             ax.legend(fontsize=6, ncol=2)
