@@ -218,6 +218,18 @@ def test_result_files_name_no_home_folder() -> None:
     }
 
 
+def test_result_files_name_shared_data_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdbloss.engine.trainer import _portable
+
+    shared = tmp_path / "elsewhere" / "data"
+    shared.mkdir(parents=True)
+    monkeypatch.setenv("CDBLOSS_SHARED_DATA", str(shared))
+    path = str(shared.resolve() / "cifar10-jpeg" / "cifar10-jpeg.zip")
+    assert _portable({"path": path}) == {"path": "../shared/data/cifar10-jpeg/cifar10-jpeg.zip"}
+
+
 def test_val_every_thins_validation_for_plain_losses_but_not_for_cdb(tmp_path: Path) -> None:
     ce = Trainer(
         config_from_dict(tiny_config(loss__name="ce", train__epochs=5, train__val_every=2)),

@@ -530,16 +530,29 @@ def _drop_matrix(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _portable(obj: Any) -> Any:
-    """``obj`` with this machine's home folder written as ``~`` in every string,
-    so result files (which are committed) name no machine-specific path."""
+    """``obj`` with machine-specific folders rewritten in every string: a path in a
+    shared data folder as ``../shared/data/...`` and this machine's home folder as
+    ``~``, so result files (which are committed) name no absolute path."""
+    from ..data.cache import shared_data_dirs
+
+    roots = [(str(d), "../shared/data") for d in shared_data_dirs()]
     home = str(Path.home())
-    if isinstance(obj, str):
-        return "~" + obj[len(home) :] if home != "/" and obj.startswith(home + "/") else obj
-    if isinstance(obj, dict):
-        return {k: _portable(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_portable(v) for v in obj]
-    return obj
+    if home != "/":
+        roots.append((home, "~"))
+
+    def walk(o: Any) -> Any:
+        if isinstance(o, str):
+            for root, short in roots:
+                if o.startswith(root + "/"):
+                    return short + o[len(root) :]
+            return o
+        if isinstance(o, dict):
+            return {k: walk(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [walk(v) for v in o]
+        return o
+
+    return walk(obj)
 
 
 def _jsonable(obj: Any) -> Any:
