@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,39 @@ def test_report_of_a_tiny_sweep(tmp_path: Path) -> None:
         assert (tmp_path / "runs" / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_draws_the_smoothed_weights_beside_the_paper_ones(tmp_path: Path) -> None:
+    cfg = config_from_dict(
+        tiny_config(
+            train__epochs=3,
+            sweep={
+                "variants": [
+                    {"loss.name": "cdb-ce", "loss.options": {"tau": "dynamic"}},
+                    {"loss.name": "cdb-ce", "loss.options": {"tau": "dynamic", "momentum": 0.5}},
+                    {"loss.name": "cdb-ce", "loss.options": {"tau": 1.0}},
+                    {"loss.name": "cdb-ce", "loss.options": {"tau": 2.0}},
+                ],
+            },
+        )
+    )
+    run_sweep(cfg, tmp_path / "runs", workers=1, progress=False)
+    text = write_report(tmp_path / "runs").read_text()
+    assert "| CDB-CE (dyn. tau, momentum 0.5) | " in text
+    figs = sorted(p.name for p in (tmp_path / "runs" / "figures").iterdir())
+    assert "synthetic-lt_cdb_weights_tau_momentum.png" in figs
+    assert "synthetic-lt_cdb_weights_tau.png" in figs
+    assert "synthetic-lt_metric_vs_tau.png" in figs
+    # The option reached the loss: the second update is an average, not the last epoch.
+    hist = {
+        json.loads((d / "config.json").read_text())["loss"]["options"].get("momentum", 0): json.loads(
+            (d / "result.json").read_text()
+        )["history"]
+        for d in (tmp_path / "runs").iterdir()
+        if (d / "result.json").exists() and "dynamic" in d.name
+    }
+    assert hist[0][0]["weights"] == hist[0.5][0]["weights"]  # the first update: as the paper
+    assert hist[0][1]["weights"] != hist[0.5][1]["weights"]
+
+
 def test_report_of_an_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no finished runs"):
         write_report(tmp_path)
@@ -59,6 +93,10 @@ def test_method_labels() -> None:
     )
     assert method_label({"loss": {"name": "ce"}, "train": {"method": "l2rw"}}) == "L2RW"
     assert method_label({"loss": {"name": "cb-ce"}}) == "CB"
+    smoothed = {"name": "cdb-ce", "options": {"tau": "dynamic", "momentum": 0.9}}
+    assert method_label({"loss": smoothed}) == "CDB-CE (dyn. tau, momentum 0.9)"
+    smoothed = {"name": "cdb-ce", "options": {"tau": 0.5, "momentum": 0.5}}
+    assert method_label({"loss": smoothed}) == "CDB-CE (tau=0.5, momentum 0.5)"
 
 
 def test_runs_with_other_settings_are_never_averaged_together(tmp_path: Path) -> None:
@@ -80,7 +118,9 @@ def test_runs_with_other_settings_are_never_averaged_together(tmp_path: Path) ->
     assert row_labels(runs[:2], "ratio")[tmp_path / "a"] == "CE"  # seeds and ratios never split
 
 
-def _fake_run(folder: Path, tau: Any, factor: int, seed: int, val: float, test: float) -> None:
+def _fake_run(
+    folder: Path, tau: Any, factor: int, seed: int, val: float, test: float, momentum: float = 0.0
+) -> None:
     """A finished run's files, as the trainer writes them, with chosen scores."""
     from cdbloss.engine.checkpoint import atomic_write_json
 
@@ -88,7 +128,10 @@ def _fake_run(folder: Path, tau: Any, factor: int, seed: int, val: float, test: 
         config_from_dict(
             tiny_config(
                 seed=seed,
-                loss={"name": "cdb-ce", "options": {"tau": tau}},
+                loss={
+                    "name": "cdb-ce",
+                    "options": {"tau": tau, **({"momentum": momentum} if momentum else {})},
+                },
                 data__options={"num_classes": 3, "imbalance_factor": factor},
             )
         )
@@ -102,7 +145,8 @@ def _fake_run(folder: Path, tau: Any, factor: int, seed: int, val: float, test: 
         "test": test_summary,
         "history": [],
     }
-    atomic_write_json(folder / f"tau={tau}__f={factor}__s={seed}" / "result.json", result)
+    name = f"tau={tau}__m={momentum}__f={factor}__s={seed}"
+    atomic_write_json(folder / name / "result.json", result)
 
 
 def test_best_fixed_tau_row_is_chosen_on_validation_not_on_test(tmp_path: Path) -> None:
@@ -115,6 +159,7 @@ def test_best_fixed_tau_row_is_chosen_on_validation_not_on_test(tmp_path: Path) 
         _fake_run(tmp_path, 1.0, 50, seed, val=v1, test=0.40)
         _fake_run(tmp_path, 2.0, 50, seed, val=v2, test=0.30)
     _fake_run(tmp_path, "dynamic", 10, 0, val=0.99, test=0.10)  # not a fixed tau: never chosen
+    _fake_run(tmp_path, 1.0, 10, 0, val=0.99, test=0.10, momentum=0.9)  # nor a smoothed one
     text = write_report(tmp_path, figures=False).read_text()
     row = next(line for line in text.splitlines() if line.startswith(f"| {BEST_TAU_ROW} |"))
     assert row == f"| {BEST_TAU_ROW} | 50.00 +- 0.00 (n=2) tau=1 | 30.00 +- 0.00 (n=2) tau=2 |"

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cdbloss import CDBLoss, ClassDifficulty, cdb_cross_entropy, cdb_loss, cdb_weights, focal_loss
+from cdbloss.weighting import resolve_tau
 
 C = 5
 
@@ -187,3 +188,64 @@ def test_bad_update_and_forward_input() -> None:
         loss(z, y.double())
     with pytest.raises(ValueError, match=r"target must have shape \(N,\) = \(32,\)"):
         loss(z, y[:3])
+
+
+def test_momentum_averages_the_accuracies_before_the_weights() -> None:
+    loss = CDBLoss(C, tau=1.0, momentum=0.75)
+    a1 = torch.tensor([0.9, 0.2, 0.6, 0.4, 0.8], dtype=torch.float64)
+    a2 = torch.tensor([0.1, 0.8, 0.6, 0.4, 0.0], dtype=torch.float64)
+    # The first update takes the accuracy as it is: the paper's weights.
+    torch.testing.assert_close(loss.update_weights(a1), cdb_weights(a1, tau=1.0).float())
+    avg = 0.75 * a1 + 0.25 * a2
+    torch.testing.assert_close(loss.update_weights(a2), cdb_weights(avg, tau=1.0).float())
+    torch.testing.assert_close(loss.accuracy, avg)
+    # The dynamic tau is read from the average too.
+    dyn = CDBLoss(C, tau="dynamic", momentum=0.75)
+    dyn.update_weights(a1)
+    dyn.update_weights(a2)
+    assert float(dyn.tau_value) == pytest.approx(resolve_tau("dynamic", avg))
+
+
+def test_momentum_damps_a_period_two_swing() -> None:
+    # Accuracies that flip every epoch (the failure seen on the long tails):
+    # without momentum the weights flip with them; with it they settle near even.
+    flip = [torch.tensor([0.95, 0.05]), torch.tensor([0.05, 0.95])]
+    plain, damped = CDBLoss(2, tau=1.0), CDBLoss(2, tau=1.0, momentum=0.9)
+    for epoch in range(20):
+        w_plain = plain.update_weights(flip[epoch % 2])
+        w_damped = damped.update_weights(flip[epoch % 2])
+    assert float(w_plain.max() / w_plain.min()) > 15
+    assert float(w_damped.max() / w_damped.min()) < 1.6
+
+
+def test_momentum_skips_classes_without_validation_samples() -> None:
+    nan = float("nan")
+    loss = CDBLoss(3, tau=1.0, momentum=0.5)
+    loss.update_weights(torch.tensor([0.2, nan, 0.6]))
+    loss.update_weights(torch.tensor([0.4, 0.8, nan]))
+    torch.testing.assert_close(loss.accuracy, torch.tensor([0.3, 0.8, 0.6], dtype=torch.float64))
+
+
+def test_momentum_continues_after_a_checkpoint() -> None:
+    a = [torch.tensor([0.9, 0.2, 0.6, 0.4, 0.8]), torch.tensor([0.3, 0.9, 0.5, 0.7, 0.1])]
+    loss = CDBLoss(C, momentum=0.9)
+    loss.update_weights(a[0])
+    buf = io.BytesIO()
+    torch.save(loss.state_dict(), buf)
+    buf.seek(0)
+    fresh = CDBLoss(C, momentum=0.9)
+    fresh.load_state_dict(torch.load(buf))
+    torch.testing.assert_close(fresh.update_weights(a[1]), loss.update_weights(a[1]))
+
+
+@pytest.mark.parametrize("momentum", [1.0, -0.1, True, "0.9"])
+def test_bad_momentum(momentum: object) -> None:
+    with pytest.raises(ValueError, match=r"momentum must be a float in \[0, 1\)"):
+        CDBLoss(C, momentum=momentum)  # type: ignore[arg-type]
+
+
+def test_momentum_checks_the_accuracy_before_averaging() -> None:
+    loss = CDBLoss(C, momentum=0.5)
+    loss.update_weights(torch.full((C,), 0.5))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        loss.update_weights(torch.tensor([0.1, 0.2, 1.5, 0.3, 0.4]))

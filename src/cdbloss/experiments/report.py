@@ -79,13 +79,12 @@ def method_label(config: dict[str, Any]) -> str:
     label = str(_LABELS.get(loss, loss))
     if loss.startswith("cdb"):
         tau = opts.get("tau", "dynamic")
-        label += (
-            " (dyn. tau)"
-            if tau == "dynamic"
-            else f" ({tau})"
-            if isinstance(tau, str)
-            else f" (tau={tau:g})"
+        what = (
+            "dyn. tau" if tau == "dynamic" else str(tau) if isinstance(tau, str) else f"tau={tau:g}"
         )
+        if opts.get("momentum"):  # the moving average of the accuracies (not in the paper)
+            what += f", momentum {float(opts['momentum']):g}"
+        label += f" ({what})"
     reduction = opts.get("reduction")
     if reduction and reduction != "mean":
         label += f" [{reduction}]"
@@ -240,13 +239,14 @@ BEST_TAU_ROW = "CDB-CE (best fixed tau on val)"
 
 
 def _fixed_tau(config: dict[str, Any]) -> float | None:
-    """The fixed tau of a plain CDB-CE run (None for dynamic tau or another method)."""
+    """The fixed tau of a plain CDB-CE run (None for dynamic tau, momentum, another method)."""
     if config["loss"]["name"] != "cdb-ce" or config.get("train", {}).get("method", "standard") != (
         "standard"
     ):
         return None
-    tau = config["loss"].get("options", {}).get("tau", "dynamic")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+    opts = config["loss"].get("options", {})
+    tau = opts.get("tau", "dynamic")
+    if opts.get("momentum") or isinstance(tau, bool) or not isinstance(tau, (int, float)):
         return None
     return float(tau)
 
@@ -445,49 +445,43 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
     ax.grid(alpha=0.3)
     save(fig, "per_class_vs_count")
 
-    # 2. CDB weights and tau over epochs (at the most imbalanced column; the paper's
-    # dynamic tau first, then the other CDB runs in path order)
+    # 2. CDB weights and tau over epochs (at the most imbalanced column): the paper's
+    # dynamic tau first, then the other CDB runs in path order; a second figure for
+    # the first run with momentum (the moving average of the accuracies), if any.
+    def momentum(r: RunRecord) -> float:
+        return float(r.config["loss"].get("options", {}).get("momentum") or 0.0)
+
     cdb = sorted(
         (
             r
             for r in chosen
-            if r.config["loss"]["name"].startswith("cdb") and r.result.get("history")
+            if r.config["loss"]["name"].startswith("cdb")
+            and r.result.get("history")
+            and "weights" in r.result["history"][0]
         ),
-        key=lambda r: r.config["loss"].get("options", {}).get("tau", "dynamic") != "dynamic",
+        key=lambda r: (
+            r.config["loss"].get("options", {}).get("tau", "dynamic") != "dynamic",
+            momentum(r) > 0,
+        ),
     )
-    if cdb and "weights" in cdb[0].result["history"][0]:
-        hist = cdb[0].result["history"]
-        epochs = [h["epoch"] for h in hist]
-        weights = [h["weights"] for h in hist]
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        names = cdb[0].result.get("class_names") or [str(c) for c in range(len(weights[0]))]
-        for c in range(len(weights[0])):
-            ax.plot(epochs, [w[c] for w in weights], lw=1, label=str(names[c]))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("CDB class weight")
-        if "tau" in hist[0]:
-            ax2 = ax.twinx()
-            ax2.plot(epochs, [h["tau"] for h in hist], "k--", lw=1.5, label="tau")
-            ax2.set_ylabel("tau (dashed)")
-        ax.set_title(
-            f"CDB weights over training: {method_label(cdb[0].config)}, seed "
-            f"{cdb[0].config['seed']}" + (f", {col_key} = {_fmt_col(target)}" if col_key else ""),
-            fontsize=10,
-        )
-        if len(weights[0]) <= 20:
-            ax.legend(fontsize=6, ncol=2)
-        save(fig, "cdb_weights_tau")
+    plain = [r for r in cdb if momentum(r) == 0]
+    smoothed = [r for r in cdb if momentum(r) > 0]
+    for run, name in ((plain, "cdb_weights_tau"), (smoothed, "cdb_weights_tau_momentum")):
+        if run:
+            fig = _weights_figure(run[0], col_key, target)
+            save(fig, name)
 
     # 3. metric against fixed tau (Table 2 / 4 as a plot)
     fixed = [r for r in runs if r.config["loss"]["name"] == "cdb-ce"]
     points: dict[Any, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     dynamic: dict[Any, list[float]] = defaultdict(list)
     for r in fixed:
-        tau = r.config["loss"].get("options", {}).get("tau", "dynamic")
+        opts = r.config["loss"].get("options", {})
         col = r.data_options.get(col_key) if col_key else "all"
-        if isinstance(tau, (int, float)):
-            points[col][float(tau)].append(_value(r.result, how))
-        elif tau == "dynamic":
+        fixed_tau = _fixed_tau(r.config)
+        if fixed_tau is not None:
+            points[col][fixed_tau].append(_value(r.result, how))
+        elif opts.get("tau", "dynamic") == "dynamic" and not opts.get("momentum"):
             dynamic[col].append(_value(r.result, how))
     if any(len(p) >= 2 for p in points.values()):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -508,6 +502,33 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
         ax.grid(alpha=0.3)
         save(fig, "metric_vs_tau")
     return written
+
+
+def _weights_figure(run: RunRecord, col_key: str | None, column: Any) -> Any:
+    """The CDB class weights (and tau, dashed) of one run over its epochs."""
+    import matplotlib.pyplot as plt
+
+    hist = run.result["history"]
+    epochs = [h["epoch"] for h in hist]
+    weights = [h["weights"] for h in hist]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    names = run.result.get("class_names") or [str(c) for c in range(len(weights[0]))]
+    for c in range(len(weights[0])):
+        ax.plot(epochs, [w[c] for w in weights], lw=1, label=str(names[c]))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("CDB class weight")
+    if "tau" in hist[0]:
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [h["tau"] for h in hist], "k--", lw=1.5, label="tau")
+        ax2.set_ylabel("tau (dashed)")
+    ax.set_title(
+        f"CDB weights over training: {method_label(run.config)}, seed {run.config['seed']}"
+        + (f", {col_key} = {_fmt_col(column)}" if col_key else ""),
+        fontsize=10,
+    )
+    if len(weights[0]) <= 20:
+        ax.legend(fontsize=6, ncol=2)
+    return fig
 
 
 def _compute_table(runs: list[RunRecord]) -> str:

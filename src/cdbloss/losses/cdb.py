@@ -13,7 +13,7 @@ from cdbloss.losses._common import check_reduction
 from cdbloss.losses.base import ClassWeightedLoss
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.focal import _check_gamma, focal_loss
-from cdbloss.weighting import TauSpec, cdb_weights, resolve_tau
+from cdbloss.weighting import TauSpec, _as_accuracy, cdb_weights, resolve_tau
 
 __all__ = ["BASES", "BaseWeightedLoss", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
 
@@ -122,6 +122,12 @@ class CDBLoss(BaseWeightedLoss):
 
     rescaled to sum to ``C`` when ``normalize``.
 
+    With ``momentum = m > 0`` (not in the paper) the weights come from an
+    exponential moving average of the validation accuracies instead of the
+    last epoch's alone, :math:`\bar A_c \leftarrow m \bar A_c + (1 - m) A_c`
+    (the first update takes :math:`A_c` as it is), so one epoch's swing moves
+    the weights by only ``1 - m`` of it. ``m = 0`` is the paper's rule.
+
     Args:
         num_classes: ``C``.
         tau: float ``>= 0``, ``"dynamic"`` (paper) or ``"dynamic-sigmoid"`` (authors' CIFAR code).
@@ -132,6 +138,8 @@ class CDBLoss(BaseWeightedLoss):
         reduction: ``"mean"`` | ``"sample_mean"`` | ``"sum"`` | ``"none"``
             (see :func:`cdb_loss`).
         ignore_index: targets to skip.
+        momentum: ``m`` in ``[0, 1)``, the weight of the past in the moving
+            average of the accuracies (0: the paper, no averaging).
 
     Shape:
         logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` for ``reduction="none"``.
@@ -158,8 +166,15 @@ class CDBLoss(BaseWeightedLoss):
         gamma: float = 2.0,
         reduction: str = "mean",
         ignore_index: int = -100,
+        momentum: float = 0.0,
     ) -> None:
         check_reduction(reduction)
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0.0 <= momentum < 1.0
+        ):
+            raise ValueError(f"momentum must be a float in [0, 1), got {momentum!r}")
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"eps must be a float > 0, got {eps!r}")
         resolve_tau(tau, [1.0], eps)  # validates tau before any work
@@ -167,7 +182,9 @@ class CDBLoss(BaseWeightedLoss):
         self.tau = tau
         self.eps = float(eps)
         self.normalize = normalize
-        # The last tau and validation accuracy, for logging; NaN before the first update.
+        self.momentum = float(momentum)
+        # The last tau and the accuracy the weights came from (the moving average when
+        # momentum > 0), for logging and for that average; NaN before the first update.
         self.register_buffer("tau_value", torch.tensor(math.nan, dtype=torch.float64))
         self.register_buffer("accuracy", torch.full((num_classes,), math.nan, dtype=torch.float64))
 
@@ -177,6 +194,9 @@ class CDBLoss(BaseWeightedLoss):
 
         With a :class:`ClassDifficulty`, its ``compute()`` is used (summed over
         ranks under ``torch.distributed``, so every rank gets the same weights).
+        With ``momentum > 0`` the accuracy is first folded into the moving
+        average held in the ``accuracy`` buffer; a class that is NaN on either
+        side (no validation samples) takes the side that is not.
 
         Returns:
             The new weights ``(C,)`` (a copy).
@@ -191,6 +211,11 @@ class CDBLoss(BaseWeightedLoss):
                 f"accuracy must have shape (C,) = ({self.num_classes},), got {tuple(acc.shape)}"
             )
         acc = acc.detach().to(device="cpu", dtype=torch.float64)
+        if self.momentum > 0:
+            _as_accuracy(acc)  # reject a bad value before it enters the average
+            prev = self.accuracy.to(device="cpu")
+            mixed = self.momentum * prev + (1.0 - self.momentum) * acc
+            acc = torch.where(prev.isnan(), acc, torch.where(acc.isnan(), prev, mixed))
         weights = cdb_weights(acc, self.tau, self.eps, self.normalize)
         self.weight.copy_(weights)
         self.accuracy.copy_(acc)
@@ -201,4 +226,5 @@ class CDBLoss(BaseWeightedLoss):
         return (
             f"{super().extra_repr()}, tau={self.tau!r}, eps={self.eps}, "
             f"normalize={self.normalize}, base={self.base!r}"
+            + (f", momentum={self.momentum}" if self.momentum else "")
         )
