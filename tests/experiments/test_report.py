@@ -69,9 +69,9 @@ def test_report_draws_the_smoothed_weights_beside_the_paper_ones(tmp_path: Path)
     assert "synthetic-lt_metric_vs_tau.png" in figs
     # The option reached the loss: the second update is an average, not the last epoch.
     hist = {
-        json.loads((d / "config.json").read_text())["loss"]["options"].get("momentum", 0): json.loads(
-            (d / "result.json").read_text()
-        )["history"]
+        json.loads((d / "config.json").read_text())["loss"]["options"].get(
+            "momentum", 0
+        ): json.loads((d / "result.json").read_text())["history"]
         for d in (tmp_path / "runs").iterdir()
         if (d / "result.json").exists() and "dynamic" in d.name
     }
