@@ -466,10 +466,9 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
     )
     plain = [r for r in cdb if momentum(r) == 0]
     smoothed = [r for r in cdb if momentum(r) > 0]
-    for run, name in ((plain, "cdb_weights_tau"), (smoothed, "cdb_weights_tau_momentum")):
-        if run:
-            fig = _weights_figure(run[0], col_key, target)
-            save(fig, name)
+    for group, name in ((plain, "cdb_weights_tau"), (smoothed, "cdb_weights_tau_momentum")):
+        if group:
+            save(_weights_figure(group[0], col_key, target), name)
 
     # 3. metric against fixed tau (Table 2 / 4 as a plot)
     fixed = [r for r in runs if r.config["loss"]["name"] == "cdb-ce"]
