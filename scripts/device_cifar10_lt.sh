@@ -13,16 +13,15 @@
 # finished runs are packed into $OUT/cifar10_lt_results.tgz (result.json, config.json and
 # metrics.jsonl of every run folder), to unpack into results/cifar10_lt here and commit.
 # Try it on a CPU first with a tiny grid:
-#   OUT=/tmp/out BUDGET=120 bash scripts/device_cifar10_lt.sh model.name=resnet8 train.epochs=1
+#   OUT=runs/device-try BUDGET=120 bash scripts/device_cifar10_lt.sh model.name=resnet8 train.epochs=1
 set -euo pipefail
 start=$(date +%s)
 BUDGET=${BUDGET:-520}
 WORKERS=${WORKERS:-6}
 OUT=${OUT:?set OUT to the folder the results go to}
-mkdir -p "$OUT"
+OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)  # absolute: the packing below runs from another folder
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export CDBLOSS_SHARED_DATA="${CDBLOSS_SHARED_DATA:-$PWD/.device}"
-export CDBLOSS_CACHE="${CDBLOSS_CACHE:-/tmp/cdbloss-cache}"
 python - <<'EOF'
 import torch
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
