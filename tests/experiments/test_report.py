@@ -182,3 +182,51 @@ def test_one_report_from_several_folders(tmp_path: Path) -> None:
     assert "| CDB-CE (tau=1) | 50.00 (n=1) |" in text
     assert "| CDB-CE (dyn. tau) | 60.00 (n=1) |" in text
     assert out.parent == tmp_path / "both"
+
+
+def test_paired_table_compares_each_row_with_cdb_seed_by_seed(tmp_path: Path) -> None:
+    # top-1 per seed: dynamic 0.60/0.70/0.80, tau 1 0.50/0.75/0.80 -> advantage +10, -5, 0 points
+    for seed, (dyn, fixed) in enumerate([(0.60, 0.50), (0.70, 0.75), (0.80, 0.80)]):
+        _fake_run(tmp_path, "dynamic", 10, seed, val=0.5, test=dyn)
+        _fake_run(tmp_path, 1.0, 10, seed, val=0.5, test=fixed)
+    _fake_run(tmp_path, 1.0, 10, 3, val=0.5, test=0.99)  # no dynamic run on seed 3: unpaired
+    text = write_report(tmp_path, figures=False).read_text()
+    assert "Paired by seed against CDB-CE (dyn. tau)" in text
+    assert "| CDB-CE (tau=1) | +1.67 (1/3, 1 tie) | 1/3, 1 tie |" in text
+    rows = list(csv.DictReader((tmp_path / "report.csv").open()))
+    paired = [r for r in rows if r["metric"].startswith("advantage of CDB-CE (dyn. tau)")]
+    assert len(paired) == 1 and paired[0]["method"] == "CDB-CE (tau=1)"
+    assert float(paired[0]["mean"]) == pytest.approx(5 / 3) and paired[0]["n"] == "3"
+
+    # the other way round, on request: the fixed tau is 1.67 points behind
+    text = write_report(tmp_path, figures=False, paired_against="CDB-CE (tau=1)").read_text()
+    assert "| CDB-CE (dyn. tau) | -1.67 (1/3, 1 tie) | 1/3, 1 tie |" in text
+
+
+def test_report_command_takes_the_paired_row(tmp_path: Path, capsys: Any) -> None:
+    from cdbloss.cli import main
+
+    for seed, (dyn, fixed) in enumerate([(0.60, 0.50), (0.70, 0.75)]):
+        _fake_run(tmp_path, "dynamic", 10, seed, val=0.5, test=dyn)
+        _fake_run(tmp_path, 1.0, 10, seed, val=0.5, test=fixed)
+    args = ["report", str(tmp_path), "--no-figures", "--paired-against", "CDB-CE (tau=1)"]
+    assert main(args) == 0
+    assert "| CDB-CE (dyn. tau) | -2.50 (1/2) | 1/2 |" in capsys.readouterr().out
+
+
+def test_paired_table_needs_two_seeds_and_a_known_row(tmp_path: Path) -> None:
+    _fake_run(tmp_path, "dynamic", 10, 0, val=0.5, test=0.6)
+    _fake_run(tmp_path, 1.0, 10, 0, val=0.5, test=0.5)
+    assert "Paired by seed" not in write_report(tmp_path, figures=False).read_text()
+    (tmp_path / "report.md").unlink()
+    with pytest.raises(ValueError, match=r"'CE' is not a row.*'CDB-CE \(dyn\. tau\)'"):
+        write_report(tmp_path, figures=False, paired_against="CE")
+    assert not (tmp_path / "report.md").exists()  # refused before anything was written
+
+
+def test_paired_advantage_is_positive_when_the_reference_is_better() -> None:
+    from cdbloss.experiments.report import paired_advantage
+
+    assert paired_advantage({0: 5.0, 1: 3.0}, {0: 4.0, 1: 3.5, 2: 1.0}, "error") == [1.0, -0.5]
+    assert paired_advantage({0: 90.0}, {0: 92.0}, "top1") == [2.0]
+    assert paired_advantage({0: 90.0}, {1: 92.0}, "top1") == []

@@ -45,7 +45,9 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from cdbloss.experiments.report import write_report
 
-    path = write_report(args.dir, args.out, figures=not args.no_figures)
+    path = write_report(
+        args.dir, args.out, figures=not args.no_figures, paired_against=args.paired_against
+    )
     print(path.read_text())
     print(f"written: {path}")
     return 0
@@ -78,4 +80,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="where to write report.md/.csv and figures/ (default: DIR; needed for several)",
     )
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument(
+        "--paired-against",
+        metavar="ROW",
+        help="the row label the paired-by-seed table compares every other row with "
+        "(default: 'CDB-CE (dyn. tau)' if present, else the first CDB row)",
+    )
     p.set_defaults(func=_report)

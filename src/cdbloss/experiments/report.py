@@ -30,8 +30,10 @@ __all__ = [
     "Cell",
     "RunRecord",
     "best_fixed_tau",
+    "default_reference",
     "load_runs",
     "method_label",
+    "paired_advantage",
     "write_report",
 ]
 
@@ -281,12 +283,15 @@ def best_fixed_tau(
     return best
 
 
-def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
+def _tables(
+    runs: list[RunRecord], paired_against: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     """Markdown for one protocol's runs, and long-format CSV rows."""
     protocol = runs[0].protocol
     col_key = _column_key(runs)
     metric_name, how = _metric(protocol)
     cells: dict[tuple[str, Any], Cell] = defaultdict(Cell)
+    by_seed: dict[tuple[str, Any], dict[Any, float]] = defaultdict(dict)
     extra: dict[tuple[str, str, Any], Cell] = defaultdict(Cell)
     cols: list[Any] = []
     rows: list[str] = []
@@ -299,6 +304,7 @@ def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
         if label not in rows:
             rows.append(label)
         cells[(label, col)].values.append(_value(r.result, how))
+        by_seed[(label, col)][r.config["seed"]] = _value(r.result, how)
         for name, key in _EXTRA:
             v = r.result["test"].get(key)
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
@@ -360,6 +366,13 @@ def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
             if cell.values:
                 csv_rows.append(_csv_row(protocol, label, col_key, col, metric_name, cell))
         lines.append(f"| {label} | " + " | ".join(out) + " |")
+    reference = paired_against if paired_against is not None else default_reference(rows)
+    if reference in rows:
+        paired_lines, paired_csv = _paired_table(
+            rows, cols, by_seed, reference, how, protocol, col_key
+        )
+        lines += paired_lines
+        csv_rows += paired_csv
     for name, _ in _EXTRA:
         present = [label for label in rows if any((name, label, c) in extra for c in cols)]
         if not present:
@@ -380,6 +393,88 @@ def _tables(runs: list[RunRecord]) -> tuple[str, list[dict[str, Any]]]:
                 if found is not None and found.values:
                     csv_rows.append(_csv_row(protocol, label, col_key, c, name, found))
     return "\n".join(lines) + "\n", csv_rows
+
+
+def default_reference(rows: Sequence[str]) -> str | None:
+    """The row the paired table compares against: the paper's CDB-CE (dynamic
+    tau) if present, else the first other CDB row, else None (no paired table)."""
+    if "CDB-CE (dyn. tau)" in rows:
+        return "CDB-CE (dyn. tau)"
+    return next((r for r in rows if r.startswith("CDB") and r != BEST_TAU_ROW), None)
+
+
+def paired_advantage(row: dict[Any, float], reference: dict[Any, float], how: str) -> list[float]:
+    """Per seed both have, how many points better ``reference`` is than ``row``.
+
+    ``row`` and ``reference`` map seed -> value of the table's metric. For an
+    error (``how="error"``) better is lower, so the advantage is
+    ``row - reference``; for an accuracy it is ``reference - row``. Seeds are
+    paired because every seed draws one data split that all methods share.
+    """
+    sign = 1.0 if how == "error" else -1.0
+    return [sign * (row[s] - reference[s]) for s in sorted(row) if s in reference]
+
+
+def _paired_text(diffs: list[float]) -> str:
+    """``wins/pairs`` of the reference, with ties named."""
+    wins, ties = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
+    return f"{wins}/{len(diffs)}" + (f", {ties} tie{'s' if ties != 1 else ''}" if ties else "")
+
+
+def _paired_table(
+    rows: list[str],
+    cols: list[Any],
+    by_seed: dict[tuple[str, Any], dict[Any, float]],
+    reference: str,
+    how: str,
+    protocol: str,
+    col_key: str | None,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Markdown lines and CSV rows: each row against ``reference``, seed by seed.
+
+    Empty when no cell has two pairs (one seed says nothing a paired reading adds).
+    """
+    others = [r for r in rows if r not in (reference, BEST_TAU_ROW)]
+    diffs = {
+        (label, c): paired_advantage(
+            by_seed.get((label, c), {}), by_seed.get((reference, c), {}), how
+        )
+        for label in others
+        for c in cols
+    }
+    if not any(len(d) >= 2 for d in diffs.values()):
+        return [], []
+    unit, side = (
+        ("points of test error", "below")
+        if how == "error"
+        else (
+            "points of test top-1",
+            "above",
+        )
+    )
+    lines = [
+        "",
+        f"Paired by seed against {reference} (every seed draws one split that all methods "
+        f"share). Per cell: the mean, over the seeds both rows have, of how many {unit} "
+        f"{reference} is {side} the row (positive: {reference} is better), and in how many "
+        "of those seeds it is better; `all`: every column's pairs together.",
+        "",
+        "| method | " + " | ".join(_fmt_col(c) for c in cols) + " | all |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
+    metric = f"advantage of {reference} (paired, {unit})"
+    csv_rows: list[dict[str, Any]] = []
+    for label in others:
+        texts, pooled = [], []
+        for c in cols:
+            d = diffs[(label, c)]
+            pooled += d
+            texts.append(f"{statistics.fmean(d):+.2f} ({_paired_text(d)})" if d else "-")
+            if d:
+                csv_rows.append(_csv_row(protocol, label, col_key, c, metric, Cell(d)))
+        if pooled:
+            lines.append(f"| {label} | " + " | ".join(texts) + f" | {_paired_text(pooled)} |")
+    return lines, csv_rows
 
 
 def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
@@ -565,6 +660,7 @@ def write_report(
     folder: str | Path | Sequence[str | Path],
     out_dir: str | Path | None = None,
     figures: bool = True,
+    paired_against: str | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.csv`` and ``figures/*.png`` for the runs under ``folder``.
 
@@ -573,6 +669,10 @@ def write_report(
             Table 2's fixed tau values beside Table 1's dynamic-tau runs).
         out_dir: where to write; defaults to ``folder`` and is required for several.
         figures: also draw the PNG figures (needs matplotlib).
+        paired_against: the row label that the paired-by-seed table compares
+            every other row with; default :func:`default_reference` (the
+            paper's CDB-CE). The table appears where a cell has two or more
+            seeds.
 
     Returns:
         The path of ``report.md``.
@@ -590,10 +690,23 @@ def write_report(
     by_protocol: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
         by_protocol[r.protocol].append(r)
+    if paired_against is not None:
+        known = sorted(
+            {
+                label
+                for group in by_protocol.values()
+                for label in row_labels(group, _column_key(group)).values()
+            }
+        )
+        if paired_against not in known:
+            raise ValueError(
+                f"paired_against={paired_against!r} is not a row of this report; its rows: "
+                + ", ".join(repr(k) for k in known)
+            )
     md = [f"# Report: {len(runs)} finished runs under `{where}`", ""]
     all_rows: list[dict[str, Any]] = []
     for protocol, group in sorted(by_protocol.items()):
-        text, rows = _tables(group)
+        text, rows = _tables(group, paired_against)
         md.append(text)
         all_rows += rows
         if figures:
