@@ -444,14 +444,10 @@ def _paired_table(
     }
     if not any(len(d) >= 2 for d in diffs.values()):
         return [], []
-    unit, side = (
-        ("points of test error", "below")
-        if how == "error"
-        else (
-            "points of test top-1",
-            "above",
-        )
-    )
+    if how == "error":
+        unit, side = "points of test error", "below"
+    else:
+        unit, side = "points of test top-1", "above"
     lines = [
         "",
         f"Paired by seed against {reference} (every seed draws one split that all methods "
