@@ -112,9 +112,18 @@ class RunRecord:
 
 @dataclass
 class Cell:
-    """Values of one metric over the seeds of one (method, column)."""
+    """Values of one metric over the seeds of one (method, column).
+
+    ``seeds[i]`` is the seed of ``values[i]`` where the table records it (the
+    main metric, which the paired table reads); empty otherwise.
+    """
 
     values: list[float] = field(default_factory=list)
+    seeds: list[Any] = field(default_factory=list)
+
+    def by_seed(self) -> dict[Any, float]:
+        """Seed -> value, for pairing with another cell over the same seeds."""
+        return dict(zip(self.seeds, self.values, strict=True))
 
     @property
     def mean(self) -> float:
@@ -291,7 +300,6 @@ def _tables(
     col_key = _column_key(runs)
     metric_name, how = _metric(protocol)
     cells: dict[tuple[str, Any], Cell] = defaultdict(Cell)
-    by_seed: dict[tuple[str, Any], dict[Any, float]] = defaultdict(dict)
     extra: dict[tuple[str, str, Any], Cell] = defaultdict(Cell)
     cols: list[Any] = []
     rows: list[str] = []
@@ -304,7 +312,7 @@ def _tables(
         if label not in rows:
             rows.append(label)
         cells[(label, col)].values.append(_value(r.result, how))
-        by_seed[(label, col)][r.config["seed"]] = _value(r.result, how)
+        cells[(label, col)].seeds.append(r.config["seed"])
         for name, key in _EXTRA:
             v = r.result["test"].get(key)
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
@@ -369,7 +377,7 @@ def _tables(
     reference = paired_against if paired_against is not None else default_reference(rows)
     if reference in rows:
         paired_lines, paired_csv = _paired_table(
-            rows, cols, by_seed, reference, how, protocol, col_key
+            rows, cols, cells, reference, how, protocol, col_key
         )
         lines += paired_lines
         csv_rows += paired_csv
@@ -424,7 +432,7 @@ def _paired_text(diffs: list[float]) -> str:
 def _paired_table(
     rows: list[str],
     cols: list[Any],
-    by_seed: dict[tuple[str, Any], dict[Any, float]],
+    cells: dict[tuple[str, Any], Cell],
     reference: str,
     how: str,
     protocol: str,
@@ -437,7 +445,9 @@ def _paired_table(
     others = [r for r in rows if r not in (reference, BEST_TAU_ROW)]
     diffs = {
         (label, c): paired_advantage(
-            by_seed.get((label, c), {}), by_seed.get((reference, c), {}), how
+            cells.get((label, c), Cell()).by_seed(),
+            cells.get((reference, c), Cell()).by_seed(),
+            how,
         )
         for label in others
         for c in cols
