@@ -230,3 +230,23 @@ def test_paired_advantage_is_positive_when_the_reference_is_better() -> None:
     assert paired_advantage({0: 5.0, 1: 3.0}, {0: 4.0, 1: 3.5, 2: 1.0}, "error") == [1.0, -0.5]
     assert paired_advantage({0: 90.0}, {0: 92.0}, "top1") == [2.0]
     assert paired_advantage({0: 90.0}, {1: 92.0}, "top1") == []
+
+
+def test_runs_csv_lists_every_run_behind_the_table(tmp_path: Path) -> None:
+    for seed, (dyn, fixed) in enumerate([(0.60, 0.50), (0.70, 0.75)]):
+        _fake_run(tmp_path / "runs", "dynamic", 10, seed, val=0.5, test=dyn)
+        _fake_run(tmp_path / "runs", 1.0, 50, seed, val=0.5, test=fixed)
+    write_report(tmp_path / "runs", figures=False)
+    rows = list(csv.DictReader((tmp_path / "runs" / "runs.csv").open()))
+    got = [(r["method"], r["value"], r["seed"], float(r["result"])) for r in rows]
+    assert got == [
+        ("CDB-CE (dyn. tau)", "10", "0", pytest.approx(60.0)),
+        ("CDB-CE (dyn. tau)", "10", "1", pytest.approx(70.0)),
+        ("CDB-CE (tau=1)", "50", "0", pytest.approx(50.0)),
+        ("CDB-CE (tau=1)", "50", "1", pytest.approx(75.0)),
+    ]  # the table's row order, then column, then seed
+    assert {r["column"] for r in rows} == {"imbalance_factor"}
+    assert {r["metric"] for r in rows} == {"test top-1 %"}
+    # each row names its run's folder, so a per-seed number can be traced to its file
+    for r in rows:
+        assert (Path(r["run"]) / "result.json").is_file()
