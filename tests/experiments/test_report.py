@@ -250,3 +250,26 @@ def test_runs_csv_lists_every_run_behind_the_table(tmp_path: Path) -> None:
     # each row names its run's folder, so a per-seed number can be traced to its file
     for r in rows:
         assert (Path(r["run"]) / "result.json").is_file()
+
+
+def test_report_keeps_only_the_seeds_asked_for(tmp_path: Path, capsys: Any) -> None:
+    from cdbloss.cli import main
+
+    for seed, test in enumerate([0.60, 0.70, 0.80]):
+        _fake_run(tmp_path, "dynamic", 10, seed, val=0.5, test=test)
+    text = write_report(tmp_path, figures=False, seeds=[0, 2]).read_text()
+    assert "(seeds 0, 2 only)" in text
+    assert "| CDB-CE (dyn. tau) | 70.00 +- 14.14 (n=2) |" in text
+    rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    assert [r["seed"] for r in rows] == ["0", "2"]
+
+    assert main(["report", str(tmp_path), "--no-figures", "--seeds", "1-2"]) == 0
+    assert "| CDB-CE (dyn. tau) | 75.00 +- 7.07 (n=2) |" in capsys.readouterr().out
+
+    (tmp_path / "report.md").unlink()
+    with pytest.raises(ValueError, match=r"no finished run has seed\(s\) \[5\].*seeds \[0, 1, 2\]"):
+        write_report(tmp_path, figures=False, seeds=[0, 5])
+    assert not (tmp_path / "report.md").exists()  # refused before anything was written
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path), "--seeds", "zero"])
+    assert "expected seeds like '0,1,4' or '0-4', got 'zero'" in capsys.readouterr().err

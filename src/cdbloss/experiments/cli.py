@@ -46,11 +46,29 @@ def _report(args: argparse.Namespace) -> int:
     from cdbloss.experiments.report import write_report
 
     path = write_report(
-        args.dir, args.out, figures=not args.no_figures, paired_against=args.paired_against
+        args.dir,
+        args.out,
+        figures=not args.no_figures,
+        paired_against=args.paired_against,
+        seeds=args.seeds,
     )
     print(path.read_text())
     print(f"written: {path}")
     return 0
+
+
+def seed_list(text: str) -> list[int]:
+    """``"0,1,4"`` or ``"0-4"`` (or a mix, ``"0-2,5"``) -> the seeds, in order given."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            seeds += list(range(int(first), int(last) + 1)) if dash else [int(first)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected seeds like '0,1,4' or '0-4', got {text!r}"
+            ) from None
+    return seeds
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,5 +103,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="ROW",
         help="the row label the paired-by-seed table compares every other row with "
         "(default: 'CDB-CE (dyn. tau)' if present, else the first CDB row)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=seed_list,
+        metavar="LIST",
+        help="only the runs of these seeds, e.g. 0,1 or 0-4 (default: all)",
     )
     p.set_defaults(func=_report)

@@ -736,6 +736,7 @@ def write_report(
     out_dir: str | Path | None = None,
     figures: bool = True,
     paired_against: str | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> Path:
     """Write ``report.md``, ``report.csv``, ``runs.csv`` and ``figures/*.png`` for the runs
     under ``folder``.
@@ -752,6 +753,10 @@ def write_report(
             every other row with; default :func:`default_reference` (the
             paper's CDB-CE). The table appears where a cell has two or more
             seeds.
+        seeds: keep only the runs of these seeds (default: every run), e.g. to
+            set a grid's complete seeds beside each other while another seed
+            is still running, or to match the seeds of two folders. A seed
+            with no finished run is refused before anything is written.
 
     Returns:
         The path of ``report.md``.
@@ -765,6 +770,16 @@ def write_report(
     where = ", ".join(str(f) for f in folders)
     if not runs:
         raise ValueError(f"no finished runs (result.json with status done) under {where!r}")
+    if seeds is not None:
+        wanted = sorted(set(seeds))
+        found = {r.config["seed"] for r in runs}
+        missing = [s for s in wanted if s not in found]
+        if not wanted or missing:
+            raise ValueError(
+                f"seeds={list(seeds)!r}: no finished run has seed(s) {missing or wanted}; "
+                f"the runs under {where!r} have seeds {sorted(found)}"
+            )
+        runs = [r for r in runs if r.config["seed"] in wanted]
     out = Path(out_dir) if out_dir is not None else folders[0]
     by_protocol: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
@@ -782,7 +797,8 @@ def write_report(
                 f"paired_against={paired_against!r} is not a row of this report; its rows: "
                 + ", ".join(repr(k) for k in known)
             )
-    md = [f"# Report: {len(runs)} finished runs under `{where}`", ""]
+    kept = f" (seeds {', '.join(str(s) for s in sorted(set(seeds)))} only)" if seeds else ""
+    md = [f"# Report: {len(runs)} finished runs under `{where}`{kept}", ""]
     all_rows: list[dict[str, Any]] = []
     for protocol, group in sorted(by_protocol.items()):
         text, rows = _tables(group, paired_against)
