@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from scripts.sync_results_tables import ROOT, find_quotes, main, markdown_tables, sync
+
+REPORT = """# Report
+
+| method | 0.9 |
+|---|---|
+| CE | 1.50 (n=2) |
+| CDB-CE (dyn. tau) | 0.90 (n=2) |
+| CDB-CE (tau=1) | 1.00 (n=2) |
+
+Paired:
+
+| method | 0.9 | all |
+|---|---|---|
+| CE | +0.60 (2/2) | 2/2 |
+"""
+
+
+def _page(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "r").mkdir(exist_ok=True)
+    (tmp_path / "r" / "report.md").write_text(REPORT)
+    page = tmp_path / "results.md"
+    page.write_text(body)
+    return page
+
+
+def test_tables_are_blocks_of_pipe_lines() -> None:
+    tables = markdown_tables(REPORT)
+    assert [len(t) for t in tables] == [5, 3]
+    assert tables[1][2] == "| CE | +0.60 (2/2) | 2/2 |"
+
+
+def test_a_stale_quote_is_rewritten_and_the_rest_of_the_page_kept(tmp_path: Path) -> None:
+    page = _page(
+        tmp_path,
+        "intro\n<!-- table: r/report.md #2 -->\n| method | old |\n|---|---|\n\nafter\n"
+        "<!-- table: r/report.md #1 rows: CDB-CE -->\n| stale |\nend\n",
+    )
+    assert len(sync(page, tmp_path, check=True)) == 2
+    assert "| stale |" in page.read_text()  # --check changes nothing
+    assert len(sync(page, tmp_path)) == 2
+    text = page.read_text()
+    assert text.startswith("intro\n<!-- table: r/report.md #2 -->\n| method | 0.9 | all |\n")
+    assert "| CE | +0.60 (2/2) | 2/2 |\n\nafter\n" in text
+    assert "| CDB-CE (dyn. tau) | 0.90 (n=2) |\n| CDB-CE (tau=1) | 1.00 (n=2) |\nend\n" in text
+    assert "| CE | 1.50" not in text  # the row filter kept the CDB-CE rows only
+    assert sync(page, tmp_path, check=True) == []  # now in line
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("<!-- table: r/missing.md #1 -->", "does not exist"),
+        ("<!-- table: r/report.md #3 -->", "has 2 tables, not a #3"),
+        ("<!-- table: r/report.md #1 rows: EQL -->", "no row of table #1.*'EQL'"),
+        ("<!-- table: r/report.md -->", "malformed marker"),
+    ],
+)
+def test_bad_markers_are_refused_and_nothing_is_written(
+    tmp_path: Path, marker: str, message: str
+) -> None:
+    page = _page(tmp_path, f"{marker}\n| old |\n")
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        sync(page, tmp_path)
+    assert page.read_text() == f"{marker}\n| old |\n"
+
+
+def test_check_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = _page(tmp_path, "<!-- table: r/report.md #2 -->\n| old |\n")
+    # main() resolves the marker's path from the repo root, so point it there
+    page.write_text(f"<!-- table: {tmp_path / 'r' / 'report.md'} #2 -->\n| old |\n")
+    assert main([str(page), "--check"]) == 1
+    assert "differs" in capsys.readouterr().out
+    assert main([str(page)]) == 0
+    assert main([str(page), "--check"]) == 0
+
+
+def test_the_results_page_quotes_the_committed_reports() -> None:
+    """docs/results.md must show what `cdbloss report` wrote, not a stale copy."""
+    page = ROOT / "docs" / "results.md"
+    assert len(find_quotes(page.read_text().splitlines(), ROOT)) >= 3  # Tables 1 and 2 quoted
+    assert sync(page, ROOT, check=True) == [], (
+        "run `python scripts/sync_results_tables.py` after regenerating the reports"
+    )
