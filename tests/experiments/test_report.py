@@ -270,6 +270,8 @@ def test_report_keeps_only_the_seeds_asked_for(tmp_path: Path, capsys: Any) -> N
     with pytest.raises(ValueError, match=r"no finished run has seed\(s\) \[5\].*seeds \[0, 1, 2\]"):
         write_report(tmp_path, figures=False, seeds=[0, 5])
     assert not (tmp_path / "report.md").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="keeps no run"):
+        write_report(tmp_path, figures=False, seeds=[])
     with pytest.raises(SystemExit):
         main(["report", str(tmp_path), "--seeds", "zero"])
     assert "expected seeds like '0,1,4' or '0-4', got 'zero'" in capsys.readouterr().err

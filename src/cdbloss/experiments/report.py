@@ -632,14 +632,21 @@ def _weights_figure(run: RunRecord, col_key: str | None, column: Any) -> Any:
     return fig
 
 
+def _run_seconds(run: RunRecord) -> float | None:
+    """Seconds of training + validation of one run (None where the run did not time them)."""
+    timing = run.result.get("timing") or {}
+    if "train_s" not in timing:
+        return None
+    return float(timing["train_s"]) + float(timing.get("val_s", 0.0))
+
+
 def _compute_table(runs: list[RunRecord]) -> str:
     """Markdown: training + validation seconds per run, by method, and the total."""
     seconds: dict[str, list[float]] = defaultdict(list)
     for r in runs:
-        timing = r.result.get("timing") or {}
-        if "train_s" in timing:
-            label = method_label(r.config)
-            seconds[label].append(float(timing["train_s"]) + float(timing.get("val_s", 0.0)))
+        spent = _run_seconds(r)
+        if spent is not None:
+            seconds[method_label(r.config)].append(spent)
     if not seconds:
         return ""
     total = sum(sum(v) for v in seconds.values())
@@ -696,12 +703,7 @@ def run_rows(runs: list[RunRecord]) -> list[dict[str, Any]]:
     labels = row_labels(runs, col_key)
     rows = []
     for r in runs:
-        timing = r.result.get("timing") or {}
-        seconds = (
-            float(timing["train_s"]) + float(timing.get("val_s", 0.0))
-            if "train_s" in timing
-            else math.nan
-        )
+        seconds = _run_seconds(r)
         rows.append(
             {
                 "protocol": protocol,
@@ -713,11 +715,10 @@ def run_rows(runs: list[RunRecord]) -> list[dict[str, Any]]:
                 "result": round(_value(r.result, how), 4),
                 "top1_accuracy": round(float(r.result["test"]["top1_accuracy"]), 6),
                 "macro_recall": round(float(r.result["test"].get("macro_recall", math.nan)), 6),
-                "train_val_s": round(seconds, 1),
+                "train_val_s": round(seconds, 1) if seconds is not None else math.nan,
                 "run": r.path.as_posix(),
             }
         )
-
     return sorted(
         rows, key=lambda row: (_row_order(row["method"]), _column_order(row["value"]), row["seed"])
     )
@@ -774,9 +775,11 @@ def write_report(
         wanted = sorted(set(seeds))
         found = {r.config["seed"] for r in runs}
         missing = [s for s in wanted if s not in found]
-        if not wanted or missing:
+        if not wanted:
+            raise ValueError("seeds=[] keeps no run; give at least one seed, or None for all")
+        if missing:
             raise ValueError(
-                f"seeds={list(seeds)!r}: no finished run has seed(s) {missing or wanted}; "
+                f"seeds={list(seeds)!r}: no finished run has seed(s) {missing}; "
                 f"the runs under {where!r} have seeds {sorted(found)}"
             )
         runs = [r for r in runs if r.config["seed"] in wanted]
