@@ -20,12 +20,12 @@ page that disagrees with a committed report fails CI.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from cdbloss.engine.checkpoint import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"^<!-- table: (?P<path>\S+) #(?P<index>\d+)(?: rows: (?P<rows>.+?))? -->$")
@@ -132,10 +132,7 @@ def sync(page: Path, root: Path = ROOT, check: bool = False) -> list[str]:
             )
             lines[quote.start : quote.end] = want
     if stale and not check:
-        fd, tmp = tempfile.mkstemp(dir=page.parent, prefix=f".{page.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, page)
+        atomic_write_text(page, "\n".join(lines) + "\n")
     return stale[::-1]
 
 

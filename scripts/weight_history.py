@@ -4,7 +4,7 @@ Reads the ``history`` of each run's ``result.json`` (the epochs it logged)
 and prints one line per run, then the totals:
 
 - ``tau mean``: mean of the logged tau after epoch ``--after`` (dynamic tau);
-- ``tau>1.5 early/late``: logged epochs with tau above ``--high`` up to and
+- ``tau>high early/late``: logged epochs with tau above ``--high`` up to and
   after epoch ``--after``;
 - ``zero-w``: logged epochs where some class has weight exactly 0;
 - ``inverted``: logged epochs where the rarest training class (by
@@ -31,16 +31,13 @@ def summarise(result: dict[str, Any], after: int = 10, high: float = 1.5) -> dic
     """The counts above for one run's ``result.json`` content."""
     rows = [e for e in result.get("history", []) if e.get("weights")]
     rarest = min(range(len(result["class_counts"])), key=lambda c: result["class_counts"][c])
+    early_tau = [float(e["tau"]) for e in rows if e.get("tau") is not None and e["epoch"] <= after]
     late_tau = [float(e["tau"]) for e in rows if e.get("tau") is not None and e["epoch"] > after]
     return {
         "epochs": len(rows),
         "tau_mean": statistics.fmean(late_tau) if late_tau else float("nan"),
-        "high_early": sum(
-            1 for e in rows if e.get("tau") is not None and e["epoch"] <= after and e["tau"] > high
-        ),
-        "high_late": sum(
-            1 for e in rows if e.get("tau") is not None and e["epoch"] > after and e["tau"] > high
-        ),
+        "high_early": sum(t > high for t in early_tau),
+        "high_late": sum(t > high for t in late_tau),
         "late": sum(1 for e in rows if e["epoch"] > after),
         "zero": sum(1 for e in rows if min(e["weights"]) == 0.0),
         "inverted": sum(1 for e in rows if max(e["weights"]) > e["weights"][rarest]),

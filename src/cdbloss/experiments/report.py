@@ -771,6 +771,7 @@ def write_report(
     where = ", ".join(str(f) for f in folders)
     if not runs:
         raise ValueError(f"no finished runs (result.json with status done) under {where!r}")
+    kept = ""
     if seeds is not None:
         wanted = sorted(set(seeds))
         found = {r.config["seed"] for r in runs}
@@ -783,6 +784,7 @@ def write_report(
                 f"the runs under {where!r} have seeds {sorted(found)}"
             )
         runs = [r for r in runs if r.config["seed"] in wanted]
+        kept = f" (seeds {', '.join(str(s) for s in wanted)} only)"
     out = Path(out_dir) if out_dir is not None else folders[0]
     by_protocol: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
@@ -800,7 +802,6 @@ def write_report(
                 f"paired_against={paired_against!r} is not a row of this report; its rows: "
                 + ", ".join(repr(k) for k in known)
             )
-    kept = f" (seeds {', '.join(str(s) for s in sorted(set(seeds)))} only)" if seeds else ""
     md = [f"# Report: {len(runs)} finished runs under `{where}`{kept}", ""]
     all_rows: list[dict[str, Any]] = []
     for protocol, group in sorted(by_protocol.items()):
