@@ -149,11 +149,15 @@ def cdb_weights(
     tau: TauSpec = "dynamic",
     eps: float = 1e-4,
     normalize: bool = True,
+    min_difficulty: float = 0.0,
 ) -> Tensor:
     r"""Class-wise difficulty-balanced weights (paper Eq. 2).
 
     .. math::
-        d_c = 1 - A_c, \qquad w_c = d_c^{\tau}
+        d_c = \max(1 - A_c, \delta), \qquad w_c = d_c^{\tau}
+
+    with the floor :math:`\delta` = ``min_difficulty`` (0 in the paper, where a
+    class that is perfect on validation gets weight 0 and so drops out of the loss).
 
     and, with ``normalize=True`` (the authors' code), :math:`w \leftarrow C w / \sum_k w_k`.
 
@@ -171,6 +175,9 @@ def cdb_weights(
         tau: a float ``>= 0``, ``"dynamic"`` or ``"dynamic-sigmoid"`` (see :data:`TauSpec`).
         eps: ``epsilon`` of the dynamic tau.
         normalize: rescale to sum to ``C``.
+        min_difficulty: the floor :math:`\delta` in ``[0, 1)`` (not in the paper;
+            ``1 / n_val`` makes a perfect class weigh what one validation
+            mistake would give it instead of 0). The dynamic tau is unchanged.
 
     Returns:
         Tensor ``(C,)`` of float weights, on the device of ``accuracy``, in its
@@ -182,6 +189,7 @@ def cdb_weights(
         >>> cdb_weights([0.5, 1.0], tau=1.0)
         tensor([2., 0.])
     """
+    check_unit_interval(min_difficulty, "min_difficulty")
     acc = _as_accuracy(accuracy)
     out_dtype = (
         acc.dtype if acc.is_floating_point() and torch.is_tensor(accuracy) else torch.float32
@@ -189,7 +197,7 @@ def cdb_weights(
     t = resolve_tau(tau, acc, eps=eps)
     acc64 = acc.to(torch.float64)
     nan = torch.isnan(acc64)
-    difficulty = (1.0 - acc64).clamp_min(0.0)
+    difficulty = (1.0 - acc64).clamp_min(float(min_difficulty))
     weights = difficulty.pow(t)  # pow(0, 0) == 1, so tau = 0 gives ones
     if bool(nan.all()):
         weights = torch.ones_like(acc64)
@@ -200,6 +208,12 @@ def cdb_weights(
     if normalize:
         weights = normalize_weights(weights)
     return weights.to(out_dtype)
+
+
+def check_unit_interval(value: float, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number (not a bool) in ``[0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
 
 
 def _as_counts(class_counts: ArrayLike) -> Tensor:

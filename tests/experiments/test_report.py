@@ -97,6 +97,8 @@ def test_method_labels() -> None:
     assert method_label({"loss": smoothed}) == "CDB-CE (dyn. tau, momentum 0.9)"
     smoothed = {"name": "cdb-ce", "options": {"tau": 0.5, "momentum": 0.5}}
     assert method_label({"loss": smoothed}) == "CDB-CE (tau=0.5, momentum 0.5)"
+    floored = {"name": "cdb-ce", "options": {"tau": "dynamic", "min_difficulty": 0.002}}
+    assert method_label({"loss": floored}) == "CDB-CE (dyn. tau, min. difficulty 0.002)"
 
 
 def test_runs_with_other_settings_are_never_averaged_together(tmp_path: Path) -> None:
@@ -119,7 +121,14 @@ def test_runs_with_other_settings_are_never_averaged_together(tmp_path: Path) ->
 
 
 def _fake_run(
-    folder: Path, tau: Any, factor: int, seed: int, val: float, test: float, momentum: float = 0.0
+    folder: Path,
+    tau: Any,
+    factor: int,
+    seed: int,
+    val: float,
+    test: float,
+    momentum: float = 0.0,
+    min_difficulty: float = 0.0,
 ) -> None:
     """A finished run's files, as the trainer writes them, with chosen scores."""
     from cdbloss.engine.checkpoint import atomic_write_json
@@ -130,7 +139,11 @@ def _fake_run(
                 seed=seed,
                 loss={
                     "name": "cdb-ce",
-                    "options": {"tau": tau, **({"momentum": momentum} if momentum else {})},
+                    "options": {
+                        "tau": tau,
+                        **({"momentum": momentum} if momentum else {}),
+                        **({"min_difficulty": min_difficulty} if min_difficulty else {}),
+                    },
                 },
                 data__options={"num_classes": 3, "imbalance_factor": factor},
             )
@@ -145,7 +158,7 @@ def _fake_run(
         "test": test_summary,
         "history": [],
     }
-    name = f"tau={tau}__m={momentum}__f={factor}__s={seed}"
+    name = f"tau={tau}__m={momentum}__d={min_difficulty}__f={factor}__s={seed}"
     atomic_write_json(folder / name / "result.json", result)
 
 
@@ -160,6 +173,7 @@ def test_best_fixed_tau_row_is_chosen_on_validation_not_on_test(tmp_path: Path) 
         _fake_run(tmp_path, 2.0, 50, seed, val=v2, test=0.30)
     _fake_run(tmp_path, "dynamic", 10, 0, val=0.99, test=0.10)  # not a fixed tau: never chosen
     _fake_run(tmp_path, 1.0, 10, 0, val=0.99, test=0.10, momentum=0.9)  # nor a smoothed one
+    _fake_run(tmp_path, 1.0, 10, 0, val=0.99, test=0.10, min_difficulty=0.01)  # nor a floored one
     text = write_report(tmp_path, figures=False).read_text()
     row = next(line for line in text.splitlines() if line.startswith(f"| {BEST_TAU_ROW} |"))
     assert row == f"| {BEST_TAU_ROW} | 50.00 +- 0.00 (n=2) tau=1 | 30.00 +- 0.00 (n=2) tau=2 |"

@@ -249,3 +249,30 @@ def test_momentum_checks_the_accuracy_before_averaging() -> None:
     loss.update_weights(torch.full((C,), 0.5))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         loss.update_weights(torch.tensor([0.1, 0.2, 1.5, 0.3, 0.4]))
+
+
+def test_min_difficulty_keeps_a_perfect_class_in_the_loss() -> None:
+    # The paper's rule drops a class that is perfect on validation (weight 0);
+    # the floor gives it the weight of difficulty delta instead.
+    acc = torch.tensor([0.9, 1.0], dtype=torch.float64)
+    paper = CDBLoss(2, tau=1.0)
+    torch.testing.assert_close(paper.update_weights(acc), torch.tensor([2.0, 0.0]))
+    floored = CDBLoss(2, tau=1.0, min_difficulty=0.002)
+    # d = (0.1, 0.002) -> w = 2 d / sum(d)
+    expected = torch.tensor([2 * 0.1 / 0.102, 2 * 0.002 / 0.102])
+    torch.testing.assert_close(floored.update_weights(acc), expected)
+    # Above the floor nothing changes, and the dynamic tau is the paper's.
+    acc = torch.tensor([0.9, 0.95], dtype=torch.float64)
+    dyn, dyn_floored = CDBLoss(2), CDBLoss(2, min_difficulty=0.002)
+    torch.testing.assert_close(dyn_floored.update_weights(acc), dyn.update_weights(acc))
+    assert float(dyn_floored.tau_value) == float(dyn.tau_value)
+    assert "min_difficulty=0.002" in repr(floored)
+    assert "min_difficulty" not in repr(paper)
+
+
+@pytest.mark.parametrize("value", [1.0, -0.01, float("nan"), True, "0.1"])
+def test_bad_min_difficulty(value: object) -> None:
+    with pytest.raises(ValueError, match=r"min_difficulty must be a float in \[0, 1\)"):
+        CDBLoss(C, min_difficulty=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"min_difficulty must be a float in \[0, 1\)"):
+        cdb_weights([0.5, 1.0], min_difficulty=value)  # type: ignore[arg-type]

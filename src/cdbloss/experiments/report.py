@@ -92,6 +92,8 @@ def method_label(config: dict[str, Any]) -> str:
         )
         if opts.get("momentum"):  # the moving average of the accuracies (not in the paper)
             what += f", momentum {float(opts['momentum']):g}"
+        if opts.get("min_difficulty"):  # the floor on the difficulty (not in the paper)
+            what += f", min. difficulty {float(opts['min_difficulty']):g}"
         label += f" ({what})"
     reduction = opts.get("reduction")
     if reduction and reduction != "mean":
@@ -256,16 +258,21 @@ BEST_TAU_ROW = "CDB-CE (best fixed tau on val)"
 
 
 def _fixed_tau(config: dict[str, Any]) -> float | None:
-    """The fixed tau of a plain CDB-CE run (None for dynamic tau, momentum, another method)."""
+    """The fixed tau of a plain CDB-CE run (None for dynamic tau, a variant, another method)."""
     if config["loss"]["name"] != "cdb-ce" or config.get("train", {}).get("method", "standard") != (
         "standard"
     ):
         return None
     opts = config["loss"].get("options", {})
     tau = opts.get("tau", "dynamic")
-    if opts.get("momentum") or isinstance(tau, bool) or not isinstance(tau, (int, float)):
+    if not _paper_rule(opts) or isinstance(tau, bool) or not isinstance(tau, (int, float)):
         return None
     return float(tau)
+
+
+def _paper_rule(loss_options: dict[str, Any]) -> bool:
+    """Whether CDB loss options keep the paper's weight rule (no momentum, no difficulty floor)."""
+    return not (loss_options.get("momentum") or loss_options.get("min_difficulty"))
 
 
 def best_fixed_tau(
@@ -566,7 +573,7 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
             momentum(r) > 0,
         ),
     )
-    plain = [r for r in cdb if momentum(r) == 0]
+    plain = [r for r in cdb if _paper_rule(r.config["loss"].get("options", {}))]
     smoothed = [r for r in cdb if momentum(r) > 0]
     for group, name in ((plain, "cdb_weights_tau"), (smoothed, "cdb_weights_tau_momentum")):
         if group:
@@ -582,7 +589,7 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
         fixed_tau = _fixed_tau(r.config)
         if fixed_tau is not None:
             points[col][fixed_tau].append(_value(r.result, how))
-        elif opts.get("tau", "dynamic") == "dynamic" and not opts.get("momentum"):
+        elif opts.get("tau", "dynamic") == "dynamic" and _paper_rule(opts):
             dynamic[col].append(_value(r.result, how))
     if any(len(p) >= 2 for p in points.values()):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -13,7 +13,13 @@ from cdbloss.losses._common import check_reduction
 from cdbloss.losses.base import ClassWeightedLoss
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.focal import _check_gamma, focal_loss
-from cdbloss.weighting import TauSpec, _as_accuracy, cdb_weights, resolve_tau
+from cdbloss.weighting import (
+    TauSpec,
+    _as_accuracy,
+    cdb_weights,
+    check_unit_interval,
+    resolve_tau,
+)
 
 __all__ = ["BASES", "BaseWeightedLoss", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
 
@@ -128,6 +134,10 @@ class CDBLoss(BaseWeightedLoss):
     (the first update takes :math:`A_c` as it is), so one epoch's swing moves
     the weights by only ``1 - m`` of it. ``m = 0`` is the paper's rule.
 
+    With ``min_difficulty = delta > 0`` (not in the paper) the difficulty is
+    floored, :math:`d_c = \max(1 - A_c, \delta)`, so a class that is perfect
+    on validation keeps a small weight instead of dropping out of the loss.
+
     Args:
         num_classes: ``C``.
         tau: float ``>= 0``, ``"dynamic"`` (paper) or ``"dynamic-sigmoid"`` (authors' CIFAR code).
@@ -140,6 +150,9 @@ class CDBLoss(BaseWeightedLoss):
         ignore_index: targets to skip.
         momentum: ``m`` in ``[0, 1)``, the weight of the past in the moving
             average of the accuracies (0: the paper, no averaging).
+        min_difficulty: floor ``delta`` in ``[0, 1)`` on the difficulty,
+            ``d_c = max(1 - A_c, delta)`` (0: the paper, where a class that is
+            perfect on validation gets weight 0; see :func:`cdbloss.cdb_weights`).
 
     Shape:
         logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` for ``reduction="none"``.
@@ -167,14 +180,11 @@ class CDBLoss(BaseWeightedLoss):
         reduction: str = "mean",
         ignore_index: int = -100,
         momentum: float = 0.0,
+        min_difficulty: float = 0.0,
     ) -> None:
         check_reduction(reduction)
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, (int, float))
-            or not 0.0 <= momentum < 1.0
-        ):
-            raise ValueError(f"momentum must be a float in [0, 1), got {momentum!r}")
+        check_unit_interval(momentum, "momentum")
+        check_unit_interval(min_difficulty, "min_difficulty")
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"eps must be a float > 0, got {eps!r}")
         resolve_tau(tau, [1.0], eps)  # validates tau before any work
@@ -183,6 +193,7 @@ class CDBLoss(BaseWeightedLoss):
         self.eps = float(eps)
         self.normalize = normalize
         self.momentum = float(momentum)
+        self.min_difficulty = float(min_difficulty)
         # The last tau and the accuracy the weights came from (the moving average when
         # momentum > 0), for logging and for that average; NaN before the first update.
         self.register_buffer("tau_value", torch.tensor(math.nan, dtype=torch.float64))
@@ -216,7 +227,7 @@ class CDBLoss(BaseWeightedLoss):
             prev = self.accuracy.to(device="cpu")
             mixed = self.momentum * prev + (1.0 - self.momentum) * acc
             acc = torch.where(prev.isnan(), acc, torch.where(acc.isnan(), prev, mixed))
-        weights = cdb_weights(acc, self.tau, self.eps, self.normalize)
+        weights = cdb_weights(acc, self.tau, self.eps, self.normalize, self.min_difficulty)
         self.weight.copy_(weights)
         self.accuracy.copy_(acc)
         self.tau_value.fill_(resolve_tau(self.tau, acc, self.eps))
@@ -227,4 +238,5 @@ class CDBLoss(BaseWeightedLoss):
             f"{super().extra_repr()}, tau={self.tau!r}, eps={self.eps}, "
             f"normalize={self.normalize}, base={self.base!r}"
             + (f", momentum={self.momentum}" if self.momentum else "")
+            + (f", min_difficulty={self.min_difficulty}" if self.min_difficulty else "")
         )
