@@ -150,6 +150,7 @@ def cdb_weights(
     eps: float = 1e-4,
     normalize: bool = True,
     min_difficulty: float = 0.0,
+    solved_accuracy: float = 1.0,
 ) -> Tensor:
     r"""Class-wise difficulty-balanced weights (paper Eq. 2).
 
@@ -158,6 +159,8 @@ def cdb_weights(
 
     with the floor :math:`\delta` = ``min_difficulty`` (0 in the paper, where a
     class that is perfect on validation gets weight 0 and so drops out of the loss).
+    A class with :math:`A_c \ge` ``solved_accuracy`` counts as solved:
+    :math:`d_c = 0` (the paper: only :math:`A_c = 1`).
 
     and, with ``normalize=True`` (the authors' code), :math:`w \leftarrow C w / \sum_k w_k`.
 
@@ -178,6 +181,10 @@ def cdb_weights(
         min_difficulty: the floor :math:`\delta` in ``[0, 1)`` (not in the paper;
             ``1 / n_val`` makes a perfect class weigh what one validation
             mistake would give it instead of 0). The dynamic tau is unchanged.
+        solved_accuracy: in ``(0, 1]``; a class at or above it gets weight 0
+            (not in the paper, whose rule is ``1.0``: a class with one
+            validation mistake keeps a small weight). It and ``min_difficulty``
+            pull in opposite directions, so at most one may differ from its default.
 
     Returns:
         Tensor ``(C,)`` of float weights, on the device of ``accuracy``, in its
@@ -189,7 +196,7 @@ def cdb_weights(
         >>> cdb_weights([0.5, 1.0], tau=1.0)
         tensor([2., 0.])
     """
-    check_unit_interval(min_difficulty, "min_difficulty")
+    check_difficulty_options(min_difficulty, solved_accuracy)
     acc = _as_accuracy(accuracy)
     out_dtype = (
         acc.dtype if acc.is_floating_point() and torch.is_tensor(accuracy) else torch.float32
@@ -198,6 +205,8 @@ def cdb_weights(
     acc64 = acc.to(torch.float64)
     nan = torch.isnan(acc64)
     difficulty = (1.0 - acc64).clamp_min(float(min_difficulty))
+    if solved_accuracy < 1.0:
+        difficulty = torch.where(acc64 >= solved_accuracy, 0.0, difficulty)  # NaN stays NaN
     weights = difficulty.pow(t)  # pow(0, 0) == 1, so tau = 0 gives ones
     if bool(nan.all()):
         weights = torch.ones_like(acc64)
@@ -214,6 +223,23 @@ def check_unit_interval(value: float, name: str) -> None:
     """Raise ``ValueError`` unless ``value`` is a real number (not a bool) in ``[0, 1)``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+
+
+def check_difficulty_options(min_difficulty: float, solved_accuracy: float) -> None:
+    """Raise ``ValueError`` for a bad floor or solved threshold, or for both set at once."""
+    check_unit_interval(min_difficulty, "min_difficulty")
+    if (
+        isinstance(solved_accuracy, bool)
+        or not isinstance(solved_accuracy, (int, float))
+        or not 0.0 < solved_accuracy <= 1.0
+    ):
+        raise ValueError(f"solved_accuracy must be a float in (0, 1], got {solved_accuracy!r}")
+    if min_difficulty > 0 and solved_accuracy < 1.0:
+        raise ValueError(
+            "min_difficulty keeps a perfect class in the loss and solved_accuracy < 1 takes "
+            "nearly perfect ones out: set one of them, got "
+            f"min_difficulty={min_difficulty!r}, solved_accuracy={solved_accuracy!r}"
+        )
 
 
 def _as_counts(class_counts: ArrayLike) -> Tensor:

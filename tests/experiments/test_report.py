@@ -99,6 +99,10 @@ def test_method_labels() -> None:
     assert method_label({"loss": smoothed}) == "CDB-CE (tau=0.5, momentum 0.5)"
     floored = {"name": "cdb-ce", "options": {"tau": "dynamic", "min_difficulty": 0.002}}
     assert method_label({"loss": floored}) == "CDB-CE (dyn. tau, min. difficulty 0.002)"
+    solved = {"name": "cdb-ce", "options": {"tau": "dynamic", "solved_accuracy": 0.99}}
+    assert method_label({"loss": solved}) == "CDB-CE (dyn. tau, solved at 0.99)"
+    paper = {"name": "cdb-ce", "options": {"tau": 1.0, "solved_accuracy": 1.0}}
+    assert method_label({"loss": paper}) == "CDB-CE (tau=1)"
 
 
 def test_runs_with_other_settings_are_never_averaged_together(tmp_path: Path) -> None:

@@ -276,3 +276,29 @@ def test_bad_min_difficulty(value: object) -> None:
         CDBLoss(C, min_difficulty=value)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"min_difficulty must be a float in \[0, 1\)"):
         cdb_weights([0.5, 1.0], min_difficulty=value)  # type: ignore[arg-type]
+
+
+def test_solved_accuracy_takes_a_nearly_perfect_class_out_of_the_loss() -> None:
+    acc = torch.tensor([0.9, 0.998, float("nan")], dtype=torch.float64)
+    paper = CDBLoss(3, tau=1.0).update_weights(acc)
+    assert float(paper[1]) > 0  # one validation mistake in 500: still in the loss
+    solved = CDBLoss(3, tau=1.0, solved_accuracy=0.99).update_weights(acc)
+    # d = (0.1, 0, NaN -> the mean weight of the measured classes, 0.05), normalised to 3
+    torch.testing.assert_close(solved, torch.tensor([2.0, 0.0, 1.0]))
+    # every class solved: uniform, as when every class is perfect
+    all_solved = CDBLoss(2, tau=1.0, solved_accuracy=0.9).update_weights(torch.tensor([0.95, 0.91]))
+    torch.testing.assert_close(all_solved, torch.ones(2))
+    assert "solved_accuracy=0.99" in repr(CDBLoss(3, solved_accuracy=0.99))
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5, float("nan"), False, "0.99"])
+def test_bad_solved_accuracy(value: object) -> None:
+    with pytest.raises(ValueError, match=r"solved_accuracy must be a float in \(0, 1\]"):
+        CDBLoss(C, solved_accuracy=value)  # type: ignore[arg-type]
+
+
+def test_floor_and_solved_threshold_are_not_combined() -> None:
+    with pytest.raises(ValueError, match="set one of them"):
+        CDBLoss(C, min_difficulty=0.002, solved_accuracy=0.99)
+    with pytest.raises(ValueError, match="set one of them"):
+        cdb_weights([0.5, 1.0], min_difficulty=0.002, solved_accuracy=0.99)

@@ -94,6 +94,8 @@ def method_label(config: dict[str, Any]) -> str:
             what += f", momentum {float(opts['momentum']):g}"
         if opts.get("min_difficulty"):  # the floor on the difficulty (not in the paper)
             what += f", min. difficulty {float(opts['min_difficulty']):g}"
+        if opts.get("solved_accuracy", 1.0) != 1.0:  # near-perfect counts as solved (nor this)
+            what += f", solved at {float(opts['solved_accuracy']):g}"
         label += f" ({what})"
     reduction = opts.get("reduction")
     if reduction and reduction != "mean":
@@ -271,8 +273,12 @@ def _fixed_tau(config: dict[str, Any]) -> float | None:
 
 
 def _paper_rule(loss_options: dict[str, Any]) -> bool:
-    """Whether CDB loss options keep the paper's weight rule (no momentum, no difficulty floor)."""
-    return not (loss_options.get("momentum") or loss_options.get("min_difficulty"))
+    """Whether CDB loss options keep the paper's weight rule (no momentum, floor or threshold)."""
+    return not (
+        loss_options.get("momentum")
+        or loss_options.get("min_difficulty")
+        or loss_options.get("solved_accuracy", 1.0) != 1.0
+    )
 
 
 def best_fixed_tau(

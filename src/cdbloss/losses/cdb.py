@@ -17,6 +17,7 @@ from cdbloss.weighting import (
     TauSpec,
     _as_accuracy,
     cdb_weights,
+    check_difficulty_options,
     check_unit_interval,
     resolve_tau,
 )
@@ -137,6 +138,8 @@ class CDBLoss(BaseWeightedLoss):
     With ``min_difficulty = delta > 0`` (not in the paper) the difficulty is
     floored, :math:`d_c = \max(1 - A_c, \delta)`, so a class that is perfect
     on validation keeps a small weight instead of dropping out of the loss.
+    ``solved_accuracy = s < 1`` (not in the paper) goes the other way: a class
+    with :math:`A_c \ge s` gets weight 0 as if it were perfect.
 
     Args:
         num_classes: ``C``.
@@ -153,6 +156,8 @@ class CDBLoss(BaseWeightedLoss):
         min_difficulty: floor ``delta`` in ``[0, 1)`` on the difficulty,
             ``d_c = max(1 - A_c, delta)`` (0: the paper, where a class that is
             perfect on validation gets weight 0; see :func:`cdbloss.cdb_weights`).
+        solved_accuracy: in ``(0, 1]``; a class at or above this validation
+            accuracy gets weight 0 (1.0: the paper, only a perfect class).
 
     Shape:
         logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` for ``reduction="none"``.
@@ -181,10 +186,11 @@ class CDBLoss(BaseWeightedLoss):
         ignore_index: int = -100,
         momentum: float = 0.0,
         min_difficulty: float = 0.0,
+        solved_accuracy: float = 1.0,
     ) -> None:
         check_reduction(reduction)
         check_unit_interval(momentum, "momentum")
-        check_unit_interval(min_difficulty, "min_difficulty")
+        check_difficulty_options(min_difficulty, solved_accuracy)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"eps must be a float > 0, got {eps!r}")
         resolve_tau(tau, [1.0], eps)  # validates tau before any work
@@ -194,6 +200,7 @@ class CDBLoss(BaseWeightedLoss):
         self.normalize = normalize
         self.momentum = float(momentum)
         self.min_difficulty = float(min_difficulty)
+        self.solved_accuracy = float(solved_accuracy)
         # The last tau and the accuracy the weights came from (the moving average when
         # momentum > 0), for logging and for that average; NaN before the first update.
         self.register_buffer("tau_value", torch.tensor(math.nan, dtype=torch.float64))
@@ -227,7 +234,9 @@ class CDBLoss(BaseWeightedLoss):
             prev = self.accuracy.to(device="cpu")
             mixed = self.momentum * prev + (1.0 - self.momentum) * acc
             acc = torch.where(prev.isnan(), acc, torch.where(acc.isnan(), prev, mixed))
-        weights = cdb_weights(acc, self.tau, self.eps, self.normalize, self.min_difficulty)
+        weights = cdb_weights(
+            acc, self.tau, self.eps, self.normalize, self.min_difficulty, self.solved_accuracy
+        )
         self.weight.copy_(weights)
         self.accuracy.copy_(acc)
         self.tau_value.fill_(resolve_tau(self.tau, acc, self.eps))
@@ -239,4 +248,5 @@ class CDBLoss(BaseWeightedLoss):
             f"normalize={self.normalize}, base={self.base!r}"
             + (f", momentum={self.momentum}" if self.momentum else "")
             + (f", min_difficulty={self.min_difficulty}" if self.min_difficulty else "")
+            + (f", solved_accuracy={self.solved_accuracy}" if self.solved_accuracy < 1 else "")
         )
