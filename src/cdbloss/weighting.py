@@ -162,7 +162,7 @@ def cdb_weights(
     A class with :math:`A_c \ge` ``solved_accuracy`` counts as solved:
     :math:`d_c = 0` (the paper: only :math:`A_c = 1`).
 
-    and, with ``normalize=True`` (the authors' code), :math:`w \leftarrow C w / \sum_k w_k`.
+    With ``normalize=True`` (the authors' code), :math:`w \leftarrow C w / \sum_k w_k`.
 
     Edge cases, chosen so the result is always finite:
 
