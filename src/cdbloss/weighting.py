@@ -219,21 +219,22 @@ def cdb_weights(
     return weights.to(out_dtype)
 
 
-def check_unit_interval(value: float, name: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is a real number (not a bool) in ``[0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+def check_unit_interval(value: float, name: str, *, upper_closed: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number (not a bool) in ``[0, 1)``.
+
+    With ``upper_closed`` the interval is ``(0, 1]`` instead.
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (0.0 < value <= 1.0 if upper_closed else 0.0 <= value < 1.0)
+    if not ok:
+        interval = "(0, 1]" if upper_closed else "[0, 1)"
+        raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
 
 
 def check_difficulty_options(min_difficulty: float, solved_accuracy: float) -> None:
     """Raise ``ValueError`` for a bad floor or solved threshold, or for both set at once."""
     check_unit_interval(min_difficulty, "min_difficulty")
-    if (
-        isinstance(solved_accuracy, bool)
-        or not isinstance(solved_accuracy, (int, float))
-        or not 0.0 < solved_accuracy <= 1.0
-    ):
-        raise ValueError(f"solved_accuracy must be a float in (0, 1], got {solved_accuracy!r}")
+    check_unit_interval(solved_accuracy, "solved_accuracy", upper_closed=True)
     if min_difficulty > 0 and solved_accuracy < 1.0:
         raise ValueError(
             "min_difficulty keeps a perfect class in the loss and solved_accuracy < 1 takes "
