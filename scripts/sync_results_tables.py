@@ -7,7 +7,11 @@ rendered)::
     <!-- table: results/mnist_4v9_table2_report/report.md #1 rows: CDB-CE -->
 
 ``#N`` is the N-th Markdown table of that report (1-based); ``rows: PREFIX``
-keeps the header and the rows whose first cell starts with ``PREFIX``.
+keeps the header and the rows whose first cell starts with ``PREFIX``, and
+``rows: A; B; C`` those that start with any of them (in the report's order;
+every prefix must match a row, so a renamed row is caught)::
+
+    <!-- table: results/mnist_lt/report.md #1 rows: CE; Balanced Softmax; CDB-CE (dyn. tau -->
 
     python scripts/sync_results_tables.py            # rewrite the quoted tables
     python scripts/sync_results_tables.py --check    # exit 1 and list the stale ones
@@ -105,14 +109,14 @@ def expected_table(quote: Quote) -> list[str]:
     table = tables[quote.index - 1]
     if quote.rows is None:
         return table
-    prefix = f"| {quote.rows}"
-    kept = table[:2] + [row for row in table[2:] if row.startswith(prefix)]
-    if len(kept) == 2:
-        raise ValueError(
-            f"line {quote.marker_line + 1}: no row of table #{quote.index} in {quote.source} "
-            f"starts with {quote.rows!r}"
-        )
-    return kept
+    prefixes = [f"| {p.strip()}" for p in quote.rows.split(";")]
+    for prefix in prefixes:
+        if not any(row.startswith(prefix) for row in table[2:]):
+            raise ValueError(
+                f"line {quote.marker_line + 1}: no row of table #{quote.index} in {quote.source} "
+                f"starts with {prefix[2:]!r}"
+            )
+    return table[:2] + [row for row in table[2:] if row.startswith(tuple(prefixes))]
 
 
 def sync(page: Path, root: Path = ROOT, check: bool = False) -> list[str]:

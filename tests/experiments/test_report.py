@@ -280,6 +280,7 @@ def test_report_keeps_only_the_seeds_asked_for(tmp_path: Path, capsys: Any) -> N
     assert "| CDB-CE (dyn. tau) | 70.00 +- 14.14 (n=2) |" in text
     rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
     assert [r["seed"] for r in rows] == ["0", "2"]
+    assert "(seed 1 only)" in write_report(tmp_path, figures=False, seeds=[1]).read_text()
 
     assert main(["report", str(tmp_path), "--no-figures", "--seeds", "1-2"]) == 0
     assert "| CDB-CE (dyn. tau) | 75.00 +- 7.07 (n=2) |" in capsys.readouterr().out

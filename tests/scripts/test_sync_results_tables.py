@@ -52,12 +52,22 @@ def test_a_stale_quote_is_rewritten_and_the_rest_of_the_page_kept(tmp_path: Path
     assert sync(page, tmp_path, check=True) == []  # now in line
 
 
+def test_several_prefixes_keep_their_rows_in_the_report_order(tmp_path: Path) -> None:
+    page = _page(tmp_path, "<!-- table: r/report.md #1 rows: CDB-CE (tau; CE -->\n| old |\n")
+    sync(page, tmp_path)
+    assert page.read_text().splitlines()[3:] == [
+        "| CE | 1.50 (n=2) |",
+        "| CDB-CE (tau=1) | 1.00 (n=2) |",
+    ]
+
+
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
         ("<!-- table: r/missing.md #1 -->", "does not exist"),
         ("<!-- table: r/report.md #3 -->", "has 2 tables, not a #3"),
         ("<!-- table: r/report.md #1 rows: EQL -->", "no row of table #1.*'EQL'"),
+        ("<!-- table: r/report.md #1 rows: CE; EQL -->", "no row of table #1.*'EQL'"),
         ("<!-- table: r/report.md -->", "malformed marker"),
     ],
 )

@@ -797,7 +797,8 @@ def write_report(
                 f"the runs under {where!r} have seeds {sorted(found)}"
             )
         runs = [r for r in runs if r.config["seed"] in wanted]
-        kept = f" (seeds {', '.join(str(s) for s in wanted)} only)"
+        noun = "seed" if len(wanted) == 1 else "seeds"
+        kept = f" ({noun} {', '.join(str(s) for s in wanted)} only)"
     out = Path(out_dir) if out_dir is not None else folders[0]
     by_protocol: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
