@@ -210,7 +210,7 @@ def test_paired_table_compares_each_row_with_cdb_seed_by_seed(tmp_path: Path) ->
     _fake_run(tmp_path, 1.0, 10, 3, val=0.5, test=0.99)  # no dynamic run on seed 3: unpaired
     text = write_report(tmp_path, figures=False).read_text()
     assert "Paired by seed against CDB-CE (dyn. tau)" in text
-    assert "| CDB-CE (tau=1) | +1.67 (1/3, 1 tie) | 1/3, 1 tie |" in text
+    assert "| CDB-CE (tau=1) | +1.67 (1/3, 1 tie) | 1/3, 1 tie, p = 1.000 |" in text
     rows = list(csv.DictReader((tmp_path / "report.csv").open()))
     paired = [r for r in rows if r["metric"].startswith("advantage of CDB-CE (dyn. tau)")]
     assert len(paired) == 1 and paired[0]["method"] == "CDB-CE (tau=1)"
@@ -218,7 +218,7 @@ def test_paired_table_compares_each_row_with_cdb_seed_by_seed(tmp_path: Path) ->
 
     # the other way round, on request: the fixed tau is 1.67 points behind
     text = write_report(tmp_path, figures=False, paired_against="CDB-CE (tau=1)").read_text()
-    assert "| CDB-CE (dyn. tau) | -1.67 (1/3, 1 tie) | 1/3, 1 tie |" in text
+    assert "| CDB-CE (dyn. tau) | -1.67 (1/3, 1 tie) | 1/3, 1 tie, p = 1.000 |" in text
 
 
 def test_report_command_takes_the_paired_row(tmp_path: Path, capsys: Any) -> None:
@@ -229,7 +229,7 @@ def test_report_command_takes_the_paired_row(tmp_path: Path, capsys: Any) -> Non
         _fake_run(tmp_path, 1.0, 10, seed, val=0.5, test=fixed)
     args = ["report", str(tmp_path), "--no-figures", "--paired-against", "CDB-CE (tau=1)"]
     assert main(args) == 0
-    assert "| CDB-CE (dyn. tau) | -2.50 (1/2) | 1/2 |" in capsys.readouterr().out
+    assert "| CDB-CE (dyn. tau) | -2.50 (1/2) | 1/2, p = 1.000 |" in capsys.readouterr().out
 
 
 def test_paired_table_needs_two_seeds_and_a_known_row(tmp_path: Path) -> None:
@@ -240,6 +240,23 @@ def test_paired_table_needs_two_seeds_and_a_known_row(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'CE' is not a row.*'CDB-CE \(dyn\. tau\)'"):
         write_report(tmp_path, figures=False, paired_against="CE")
     assert not (tmp_path / "report.md").exists()  # refused before anything was written
+
+
+def test_sign_test_matches_counting_every_outcome() -> None:
+    import itertools
+
+    from cdbloss.experiments.report import sign_test
+
+    for n in range(0, 9):
+        outcomes = list(itertools.product([0, 1], repeat=n))  # 1: the reference wins the pair
+        for wins in range(n + 1):
+            uneven = abs(2 * wins - n)
+            brute = sum(abs(2 * sum(o) - n) >= uneven for o in outcomes) / len(outcomes)
+            assert sign_test(wins, n - wins) == pytest.approx(brute)
+    assert sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert sign_test(26, 4) < 0.001 < sign_test(10, 2) < 0.05
+    with pytest.raises(ValueError, match="must be >= 0"):
+        sign_test(-1, 3)
 
 
 def test_paired_advantage_is_positive_when_the_reference_is_better() -> None:

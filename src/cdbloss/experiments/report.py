@@ -34,6 +34,7 @@ __all__ = [
     "load_runs",
     "method_label",
     "paired_advantage",
+    "sign_test",
     "write_report",
 ]
 
@@ -437,10 +438,38 @@ def paired_advantage(row: dict[Any, float], reference: dict[Any, float], how: st
     return [sign * (row[s] - reference[s]) for s in sorted(row) if s in reference]
 
 
-def _paired_text(diffs: list[float]) -> str:
-    """``wins/pairs`` of the reference, with ties named."""
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the p-value of ``wins`` against ``losses``.
+
+    The chance, if each untied pair were a fair coin, of a split at least as
+    lopsided as the one seen: ``p = min(1, 2 * sum_{i <= k} C(n, i) / 2^n)``
+    with ``n = wins + losses`` and ``k = min(wins, losses)``. Ties are left
+    out before calling. ``n = 0`` gives 1.
+
+    Example:
+        >>> round(sign_test(9, 1), 4)
+        0.0215
+        >>> sign_test(3, 3)
+        1.0
+    """
+    if wins < 0 or losses < 0:
+        raise ValueError(f"wins and losses must be >= 0, got {wins} and {losses}")
+    n, k = wins + losses, min(wins, losses)
+    tail: float = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2.0 * tail)
+
+
+def _p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _paired_text(diffs: list[float], test: bool = False) -> str:
+    """``wins/pairs`` of the reference, with ties named; with ``test`` the sign test's p."""
     wins, ties = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
-    return f"{wins}/{len(diffs)}" + (f", {ties} tie{'s' if ties != 1 else ''}" if ties else "")
+    text = f"{wins}/{len(diffs)}" + (f", {ties} tie{'s' if ties != 1 else ''}" if ties else "")
+    if test:
+        text += ", " + _p_text(sign_test(wins, len(diffs) - wins - ties))
+    return text
 
 
 def _paired_table(
@@ -477,7 +506,9 @@ def _paired_table(
         f"Paired by seed against {reference} (every seed draws one split that all methods "
         f"share). Per cell: the mean, over the seeds both rows have, of how many {unit} "
         f"{reference} is {side} the row (positive: {reference} is better), and in how many "
-        "of those seeds it is better; `all`: every column's pairs together.",
+        "of those seeds it is better; `all`: every column's pairs together, with the "
+        "two-sided sign test's p over them (ties left out: how likely a split at least "
+        "this uneven would be if each row were as likely to win any pair).",
         "",
         "| method | " + " | ".join(_fmt_col(c) for c in cols) + " | all |",
         "|---" * (len(cols) + 2) + "|",
@@ -493,7 +524,9 @@ def _paired_table(
             if d:
                 csv_rows.append(_csv_row(protocol, label, col_key, c, metric, Cell(d)))
         if pooled:
-            lines.append(f"| {label} | " + " | ".join(texts) + f" | {_paired_text(pooled)} |")
+            lines.append(
+                f"| {label} | " + " | ".join(texts) + f" | {_paired_text(pooled, test=True)} |"
+            )
     return lines, csv_rows
 
 
