@@ -41,7 +41,12 @@ def test_sweep_with_a_failing_run_finishes_the_others(
     assert "hidden must be >= 1" in error["error"]
     summary = json.loads((tmp_path / "sweep.json").read_text())
     assert summary["runs"]["hidden=16__seed=1"]["status"] == "done"
-    assert "2 run(s) failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 run(s) failed" in out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert [line[:5] for line in lines] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert all("(elapsed 0:" in line for line in lines)
+    assert "left)" in lines[0] and "left" not in lines[-1]  # nothing to project after the last
 
     done = tmp_path / "hidden=16__seed=0" / "result.json"
     mtime = done.stat().st_mtime_ns
@@ -49,6 +54,14 @@ def test_sweep_with_a_failing_run_finishes_the_others(
     assert again["hidden=16__seed=0"] == {"status": "done", "skipped": True}
     assert done.stat().st_mtime_ns == mtime  # not redone
     assert again["hidden=0__seed=1"]["status"] == "failed"  # retried, fails again
+
+
+def test_pace_projects_the_mean_wall_time_per_run_onto_the_rest() -> None:
+    from cdbloss.experiments.sweep import pace_text
+
+    assert pace_text(0.0, 0, 10) == "elapsed 0:00"  # no pace yet
+    assert pace_text(3 * 3600 + 29, 30, 10) == "elapsed 3:00, about 1:00 left"
+    assert pace_text(89, 1, 1) == "elapsed 0:01, about 0:01 left"  # rounded to the minute
 
 
 def test_interrupted_run_is_resumed(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from cdbloss.engine.config import (
     config_to_dict,
 )
 
-__all__ = ["VARIANTS", "SweepRun", "expand_grid", "run_sweep"]
+__all__ = ["VARIANTS", "SweepRun", "expand_grid", "pace_text", "run_sweep"]
 
 #: A sweep key whose values are mappings of overrides applied together, e.g.
 #: ``variants: [{loss.name: ce}, {loss.name: ce, train.method: l2rw}]``.
@@ -162,6 +162,13 @@ def run_sweep(
             f"sweep {cfg.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run"
         )
     threads = max(1, (os.cpu_count() or 1) // workers)
+    start = time.perf_counter()
+
+    def report(run_id: str) -> None:
+        finished = len(statuses) - (len(runs) - len(todo))  # by this call, not skipped
+        clock = pace_text(time.perf_counter() - start, finished, len(todo) - finished)
+        _report(progress, run_id, statuses[run_id], len(statuses), len(runs), clock)
+
     quiet = []
     for run in todo:
         d = config_to_dict(run.config)
@@ -170,7 +177,7 @@ def run_sweep(
     if workers == 1:
         for run, d in zip(todo, quiet, strict=True):
             statuses[run.run_id] = _run_one(d, str(out / run.run_id), 0)
-            _report(progress, run.run_id, statuses[run.run_id], len(statuses), len(runs))
+            report(run.run_id)
     else:
         with cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=mp.get_context("spawn")
@@ -186,7 +193,7 @@ def run_sweep(
                 except Exception as err:  # the worker process itself died
                     statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
                     atomic_write_json(out / run_id / "error.json", statuses[run_id])
-                _report(progress, run_id, statuses[run_id], len(statuses), len(runs))
+                report(run_id)
     ordered = {r.run_id: statuses[r.run_id] for r in runs}
     atomic_write_json(out / "sweep.json", {"name": cfg.name, "runs": ordered})
     failed = [k for k, v in ordered.items() if v["status"] != "done"]
@@ -195,7 +202,34 @@ def run_sweep(
     return ordered
 
 
-def _report(enabled: bool, run_id: str, status: dict[str, Any], done: int, total: int) -> None:
+def _clock(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def pace_text(elapsed_s: float, finished: int, remaining: int) -> str:
+    """The wall time a sweep has taken and, from its pace so far, what is left.
+
+    The projection is ``elapsed / finished * remaining``: the mean wall time per
+    finished run (all workers together) times the runs still to go, so a grid
+    whose slow runs come last (L2RW) is under-estimated until they start. Hours
+    and minutes (``h:mm``).
+
+    Example:
+        >>> pace_text(600, 2, 8)
+        'elapsed 0:10, about 0:40 left'
+        >>> pace_text(5400, 35, 0)
+        'elapsed 1:30'
+    """
+    text = f"elapsed {_clock(elapsed_s)}"
+    if finished > 0 and remaining > 0:
+        text += f", about {_clock(elapsed_s / finished * remaining)} left"
+    return text
+
+
+def _report(
+    enabled: bool, run_id: str, status: dict[str, Any], done: int, total: int, clock: str
+) -> None:
     if not enabled:
         return
     if status["status"] == "done":
@@ -203,6 +237,6 @@ def _report(enabled: bool, run_id: str, status: dict[str, Any], done: int, total
         tail = (
             f"test top-1 {acc:.4f} in {status['seconds']:.0f} s" if acc is not None else "skipped"
         )
-        print(f"[{done}/{total}] {run_id}: {tail}", flush=True)
+        print(f"[{done}/{total}] {run_id}: {tail} ({clock})", flush=True)
     else:
-        print(f"[{done}/{total}] {run_id}: FAILED {status.get('error')}", flush=True)
+        print(f"[{done}/{total}] {run_id}: FAILED {status.get('error')} ({clock})", flush=True)
