@@ -91,13 +91,7 @@ def method_label(config: dict[str, Any]) -> str:
         what = (
             "dyn. tau" if tau == "dynamic" else str(tau) if isinstance(tau, str) else f"tau={tau:g}"
         )
-        if opts.get("momentum"):  # the moving average of the accuracies (not in the paper)
-            what += f", momentum {float(opts['momentum']):g}"
-        if opts.get("min_difficulty"):  # the floor on the difficulty (not in the paper)
-            what += f", min. difficulty {float(opts['min_difficulty']):g}"
-        if opts.get("solved_accuracy", 1.0) != 1.0:  # near-perfect counts as solved (nor this)
-            what += f", solved at {float(opts['solved_accuracy']):g}"
-        label += f" ({what})"
+        label += f" ({', '.join([what, *_rule_changes(opts)])})"
     reduction = opts.get("reduction")
     if reduction and reduction != "mean":
         label += f" [{reduction}]"
@@ -273,13 +267,26 @@ def _fixed_tau(config: dict[str, Any]) -> float | None:
     return float(tau)
 
 
+def _rule_changes(loss_options: dict[str, Any]) -> list[str]:
+    """How CDB loss options change the paper's weight rule, as label parts (none: the paper's).
+
+    The moving average of the accuracies (``momentum``), the floor on the
+    difficulty (``min_difficulty``) and the solved threshold (``solved_accuracy``)
+    are this library's, not the paper's.
+    """
+    parts = []
+    if loss_options.get("momentum"):
+        parts.append(f"momentum {float(loss_options['momentum']):g}")
+    if loss_options.get("min_difficulty"):
+        parts.append(f"min. difficulty {float(loss_options['min_difficulty']):g}")
+    if loss_options.get("solved_accuracy", 1.0) != 1.0:
+        parts.append(f"solved at {float(loss_options['solved_accuracy']):g}")
+    return parts
+
+
 def _paper_rule(loss_options: dict[str, Any]) -> bool:
     """Whether CDB loss options keep the paper's weight rule (no momentum, floor or threshold)."""
-    return not (
-        loss_options.get("momentum")
-        or loss_options.get("min_difficulty")
-        or loss_options.get("solved_accuracy", 1.0) != 1.0
-    )
+    return not _rule_changes(loss_options)
 
 
 def best_fixed_tau(
