@@ -311,3 +311,14 @@ def test_report_keeps_only_the_seeds_asked_for(tmp_path: Path, capsys: Any) -> N
     with pytest.raises(SystemExit):
         main(["report", str(tmp_path), "--seeds", "zero"])
     assert "expected seeds like '0,1,4' or '0-4', got 'zero'" in capsys.readouterr().err
+
+
+def test_a_report_of_one_run_speaks_of_it_in_the_singular(tmp_path: Path) -> None:
+    _fake_run(tmp_path, 1.0, 10, 0, val=0.8, test=0.7)
+    (path,) = tmp_path.glob("*/result.json")
+    result = json.loads(path.read_text())
+    result["timing"] = {"train_s": 10.0, "val_s": 1.0}
+    path.write_text(json.dumps(result))
+    text = write_report(tmp_path, figures=False).read_text()
+    assert text.startswith(f"# Report: 1 finished run under `{tmp_path}`")
+    assert "The one run: 11 s (0.00 h)." in text

@@ -715,9 +715,10 @@ def _compute_table(runs: list[RunRecord]) -> str:
     for label in sorted(seconds, key=_row_order):
         v = seconds[label]
         lines.append(f"| {label} | {len(v)} | {statistics.fmean(v):.0f} | {sum(v):.0f} |")
+    count = sum(len(v) for v in seconds.values())
     lines += [
         "",
-        f"All {sum(len(v) for v in seconds.values())} runs: {total:.0f} s ({total / 3600:.2f} h).",
+        f"{'The one run' if count == 1 else f'All {count} runs'}: {total:.0f} s ({total / 3600:.2f} h).",
         "",
     ]
     return "\n".join(lines)
@@ -856,7 +857,8 @@ def write_report(
                 f"paired_against={paired_against!r} is not a row of this report; its rows: "
                 + ", ".join(repr(k) for k in known)
             )
-    md = [f"# Report: {len(runs)} finished runs under `{where}`{kept}", ""]
+    noun = "run" if len(runs) == 1 else "runs"
+    md = [f"# Report: {len(runs)} finished {noun} under `{where}`{kept}", ""]
     all_rows: list[dict[str, Any]] = []
     for protocol, group in sorted(by_protocol.items()):
         text, rows = _tables(group, paired_against)

@@ -1,0 +1,86 @@
+"""Where a ResNet-32 CIFAR-10-LT epoch's time goes on a GPU: data, model steps, or both.
+
+Times, on CUDA, one epoch of factor-100 CIFAR-10-LT batches (12,280 images,
+96 batches of 128): the in-memory batch path alone (crop, flip, normalise on
+the CPU, copy to the GPU), 96 SGD steps of cross-entropy on one fixed batch,
+the two together, then the 96 steps again with ``cudnn.benchmark`` and under
+bf16 autocast. Two timings of each, after a warm-up. If bf16 and
+``cudnn.benchmark`` barely change the step time, the GPU's arithmetic is not
+what bounds it: the CPU's kernel launches are, and several runs can share
+one GPU (``scripts/pack_gpu_runs.py``).
+
+Run on a GPU machine (needs the CIFAR-10 JPEG copy, see scripts/device_cifar10_lt.sh):
+``python benchmarks/gpu_epoch_profile.py``. The numbers in docs/benchmarks.md
+were measured with this code, run as one inline script of the `device` tool.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from cdbloss.data.cifar import cifar_lt
+from cdbloss.models import build_model
+
+
+def main() -> None:
+    if not torch.cuda.is_available():
+        raise SystemExit("gpu_epoch_profile.py needs a CUDA device; none is visible here")
+    tr = cifar_lt(dataset="cifar10", imbalance_factor=100).train
+    n = len(tr)
+    dev = torch.device("cuda")
+    torch.set_num_threads(2)
+    m = build_model("resnet32", 10).to(dev)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    perm = torch.randperm(n)
+
+    def data_only() -> float:
+        t = time.perf_counter()
+        for i in range(0, n, 128):
+            x, _ = tr.get_batch(perm[i : i + 128])
+            x = x.to(dev, non_blocking=True)
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    def step_only(k: int = 96) -> float:
+        x, y = tr.get_batch(perm[:128])
+        x, y = x.to(dev), y.to(dev)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(k):
+            loss = F.cross_entropy(m(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    def full() -> float:
+        t = time.perf_counter()
+        for i in range(0, n, 128):
+            x, y = tr.get_batch(perm[i : i + 128])
+            x, y = x.to(dev, non_blocking=True), y.to(dev)
+            loss = F.cross_entropy(m(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    step_only(10)
+    data_only()
+    print("epoch data-only s", [round(data_only(), 3) for _ in range(2)])
+    print("96 model steps s", [round(step_only(), 3) for _ in range(2)])
+    print("full epoch s", [round(full(), 3) for _ in range(2)])
+    torch.backends.cudnn.benchmark = True
+    step_only(10)
+    print("96 steps cudnn.benchmark s", [round(step_only(), 3) for _ in range(2)])
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        step_only(10)
+        print("96 steps bf16 s", [round(step_only(), 3) for _ in range(2)])
+
+
+if __name__ == "__main__":
+    main()
