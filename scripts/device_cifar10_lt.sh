@@ -11,16 +11,17 @@
 # results (26 MiB) do not fit together, so untrack results/ for the call and restore it after:
 #
 #   git rm -r -q --cached results && echo /results/ >> .git/info/exclude
-#   run(command="bash scripts/device_cifar10_lt.sh", carry=[".device"], timeout_s=590)
+#   run(command="bash scripts/device_cifar10_lt.sh", carry=[".device"], timeout_s=598)
 #   git reset -q && sed -i '\|^/results/$|d' .git/info/exclude
 #
 # Extra arguments are overrides of the grid, e.g. 'sweep.data.options.imbalance_factor=[100]'.
 # scripts/pack_gpu_runs.py runs as many runs at once as the measured pace lets finish before
-# BUDGET seconds (default 550) are up, factor-100 runs first. One run alone took 391 s on an
+# BUDGET seconds (default 575) are up, factor-100 runs first. One run alone took 391 s on an
 # H100 (2026-11-27), and k runs sharing an H100 slowed each other by 1.05 (k = 2) and 1.36
-# (k = 4) (benchmarks/gpu_concurrency.py, docs/benchmarks.md), so a new run is assumed to slow
-# the others by JOIN_SLOWDOWN (default 1.1) rather than the full-GPU (n+1)/n; the scheduler
-# stops the newest run if the pace then says they will not all finish. Back come, in $OUT:
+# (k = 4) (benchmarks/gpu_concurrency.py, docs/benchmarks.md), so the second, third... run is
+# assumed to slow the others by the factors in JOIN_SLOWDOWN (default: those measurements,
+# 1.05, then 1.14 a run up to four) rather than the full-GPU (n+1)/n; the scheduler stops the
+# newest run if the pace then says they will not all finish. Back come, in $OUT:
 # cifar10_lt_results.tgz (result.json, config.json, metrics.jsonl, error.json of every run
 # folder and pack.json, the scheduler's log), to unpack into results/cifar10_lt here, and the
 # checkpoints of runs stopped at the deadline as cifar10_lt_checkpoints.tar.part-* (resumable).
@@ -29,7 +30,7 @@
 #     train.epochs=2 'optim.milestones=[1]' optim.warmup_epochs=0
 set -euo pipefail
 start=$(date +%s)
-BUDGET=${BUDGET:-550}
+BUDGET=${BUDGET:-575}
 OUT=${OUT:?set OUT to the folder the results go to}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)  # absolute: the packing below runs from another folder
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -46,7 +47,7 @@ left=$((BUDGET - ($(date +%s) - start) - 15))
 status=0
 python scripts/pack_gpu_runs.py configs/cifar10_lt.yaml train.progress=false "$@" \
   --out results/cifar10_lt --budget "$left" --first imbalance_factor=100 \
-  --max-active "${MAX_ACTIVE:-8}" --threads 2 --join-slowdown "${JOIN_SLOWDOWN:-1.1}" || status=$?
+  --max-active "${MAX_ACTIVE:-8}" --threads 2 --join-slowdown ${JOIN_SLOWDOWN:-1.05 1.14 1.14 1.22 1.22 1.13} || status=$?
 echo "pack exit status ${status} after $(($(date +%s) - start)) s"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
 mkdir -p results/cifar10_lt && cd results/cifar10_lt

@@ -33,6 +33,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -69,7 +70,7 @@ def decide(
     max_active: int,
     startup_s: float = STARTUP_S,
     alone_step_s: float | None = None,
-    join_slowdown: float | None = None,
+    join_slowdown: Sequence[float] | None = None,
 ) -> Action:
     """The next move: ``("launch", None)``, ``("stop", run_id)`` or ``("wait", None)``.
 
@@ -82,9 +83,11 @@ def decide(
         alone_step_s: the fastest seconds per step measured so far (a run alone
             on the GPU), if any: a launch onto an idle GPU must fit at that pace.
         join_slowdown: the factor by which a launch is assumed to slow every
-            run's steps; ``None`` assumes a full GPU, ``(n + 1) / n`` for ``n``
-            active runs. Runs bound by the CPU's kernel launches (small models)
-            slow far less; a wrong guess costs a stopped run, not a late one.
+            run's steps: its ``n``-th value (from 1) when ``n`` runs are active,
+            the last one beyond its end. ``None`` assumes a full GPU,
+            ``(n + 1) / n``. Runs bound by the CPU's kernel launches (small
+            models) slow far less; a wrong guess costs a stopped run, not a
+            late one.
     """
     if not active:
         if next_steps is None:
@@ -100,7 +103,7 @@ def decide(
     if next_steps is None or len(active) >= max_active:
         return ("wait", None)
     n = len(active)
-    slow = (n + 1) / n if join_slowdown is None else join_slowdown
+    slow = (n + 1) / n if not join_slowdown else join_slowdown[min(n, len(join_slowdown)) - 1]
     if any(now + p.seconds_left() * slow > deadline for p in active):
         return ("wait", None)
     step_new = statistics.median(p.step_s for p in active if p.step_s is not None) * slow
@@ -162,7 +165,7 @@ def pack(
     max_active: int,
     threads: int,
     poll_s: float = 2.0,
-    join_slowdown: float | None = None,
+    join_slowdown: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Run the grid of ``config`` into ``out`` until the budget ends; return the log."""
     from cdbloss.engine.config import config_to_dict, load_config
@@ -255,7 +258,7 @@ def pack(
             changed()
         time.sleep(poll_s)
     record = {
-        "join_slowdown": join_slowdown,
+        "join_slowdown": list(join_slowdown) if join_slowdown else None,
         "config": config,
         "overrides": overrides,
         "budget_s": budget_s,
@@ -278,12 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--join-slowdown",
         type=float,
+        nargs="+",
         default=None,
-        help="assumed slowdown of every run when one more starts (default: (n+1)/n, a full GPU)",
+        metavar="F",
+        help="assumed slowdown of every run when a second, third... run starts (the last value "
+        "repeats; default: (n+1)/n, a full GPU)",
     )
     args = p.parse_args(argv)
-    if args.join_slowdown is not None and args.join_slowdown < 1:
-        p.error(f"--join-slowdown must be >= 1, got {args.join_slowdown}")
+    if args.join_slowdown is not None and min(args.join_slowdown) < 1:
+        p.error(f"--join-slowdown values must be >= 1, got {args.join_slowdown}")
     if args.budget <= 0 or args.max_active < 1 or args.threads < 1:
         p.error(
             f"--budget, --max-active and --threads must be positive, got "

@@ -93,10 +93,19 @@ def test_a_given_join_slowdown_replaces_the_full_gpu_guess() -> None:
     one = [_pace("a", 0, 100, 1000, 0.1)]
     # full-GPU guess: new run 25 + 1000 * 0.2 = 225 s > 200 s; at 1.2x: 25 + 120 = 145 s
     assert decide(0.0, 200.0, one, 1000, 4) == ("wait", None)
-    assert decide(0.0, 200.0, one, 1000, 4, join_slowdown=1.2) == ("launch", None)
+    assert decide(0.0, 200.0, one, 1000, 4, join_slowdown=[1.2]) == ("launch", None)
+
+
+def test_the_join_slowdown_is_read_per_number_of_active_runs() -> None:
+    one = [_pace("a", 0, 0, 1000, 0.1)]
+    three = [_pace(r, 0, 0, 1000, 0.1) for r in "abc"]
+    # one run active: factor 1.05 (fits 25 + 105 s); three or more: the last value, 2.0
+    assert decide(0.0, 131.0, one, 1000, 8, join_slowdown=[1.05, 1.5, 2.0]) == ("launch", None)
+    assert decide(0.0, 199.0, three, 10, 8, join_slowdown=[1.05, 1.5, 2.0]) == ("wait", None)
+    assert decide(0.0, 226.0, three, 1000, 8, join_slowdown=[1.05, 1.5, 2.0]) == ("launch", None)
 
 
 def test_a_slowdown_below_one_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["c.yaml", "--out", "o", "--budget", "10", "--join-slowdown", "0.5"])
-    assert "--join-slowdown must be >= 1, got 0.5" in capsys.readouterr().err
+    assert "--join-slowdown values must be >= 1, got [0.5]" in capsys.readouterr().err
