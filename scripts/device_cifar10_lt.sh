@@ -25,6 +25,10 @@
 # cifar10_lt_results.tgz (result.json, config.json, metrics.jsonl, error.json of every run
 # folder and pack.json, the scheduler's log), to unpack into results/cifar10_lt here, and the
 # checkpoints of runs stopped at the deadline as cifar10_lt_checkpoints.tar.part-* (resumable).
+# A factor-10 run (about 645 s alone) does not fit one call: pass --resumable (and, say,
+# MAX_ACTIVE=4) with 'sweep.data.options.imbalance_factor=[10]', and call again at once on the
+# warm machine (it keeps the ignored results/ folder between calls), which resumes the runs
+# from their checkpoints.
 # Try it on a CPU first with a tiny grid:
 #   OUT=runs/device-try BUDGET=150 bash scripts/device_cifar10_lt.sh model.name=resnet8 \
 #     train.epochs=2 'optim.milestones=[1]' optim.warmup_epochs=0

@@ -20,7 +20,11 @@ Runs are launched in the grid's order, with the run ids holding a ``--first``
 text ahead. Finished runs are the sweep's own folders (``result.json``), so
 ``cdbloss sweep`` and ``cdbloss report`` read them as usual; a run stopped at
 the deadline keeps its checkpoint and resumes where it stopped. The log of
-launches, stops and finishes is written to ``<out>/pack.json``.
+launches, stops and finishes is written to ``<out>/pack.json``. Runs too long
+for one budget (CIFAR-10-LT at factor 10 on one call of a lent GPU) take
+``--resumable``: ``--max-active`` runs are kept going, the deadline stops
+them, and the next call, on the same machine or with their folders, resumes
+them from their checkpoints.
 """
 
 from __future__ import annotations
@@ -166,8 +170,14 @@ def pack(
     threads: int,
     poll_s: float = 2.0,
     join_slowdown: Sequence[float] | None = None,
+    resumable: bool = False,
 ) -> dict[str, Any]:
-    """Run the grid of ``config`` into ``out`` until the budget ends; return the log."""
+    """Run the grid of ``config`` into ``out`` until the budget ends; return the log.
+
+    With ``resumable`` the runs need not finish inside the budget (a later
+    call resumes them from their checkpoints): ``max_active`` runs are kept
+    going, and the deadline stops whatever is still running.
+    """
     from cdbloss.engine.config import config_to_dict, load_config
     from cdbloss.experiments.sweep import _run_one, expand_grid, run_status
 
@@ -234,7 +244,14 @@ def pack(
         if measured:
             fastest = min([fastest, *measured]) if fastest is not None else min(measured)
         action, target = decide(
-            now, deadline, paces, next_steps, max_active, STARTUP_S, fastest, join_slowdown
+            now,
+            math.inf if resumable else deadline,
+            paces,
+            next_steps,
+            max_active,
+            STARTUP_S,
+            fastest,
+            join_slowdown,
         )
         if action == "wait" and not active:
             break  # the GPU is idle and the next run would not finish: end early
@@ -259,6 +276,7 @@ def pack(
         time.sleep(poll_s)
     record = {
         "join_slowdown": list(join_slowdown) if join_slowdown else None,
+        "resumable": resumable,
         "config": config,
         "overrides": overrides,
         "budget_s": budget_s,
@@ -287,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         help="assumed slowdown of every run when a second, third... run starts (the last value "
         "repeats; default: (n+1)/n, a full GPU)",
     )
+    p.add_argument(
+        "--resumable",
+        action="store_true",
+        help="keep --max-active runs going even if they cannot finish in the budget; "
+        "a later call resumes them from their checkpoints",
+    )
     args = p.parse_args(argv)
     if args.join_slowdown is not None and min(args.join_slowdown) < 1:
         p.error(f"--join-slowdown values must be >= 1, got {args.join_slowdown}")
@@ -306,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_active,
         args.threads,
         join_slowdown=args.join_slowdown,
+        resumable=args.resumable,
     )
     finished = sum(1 for e in record["log"] if e["event"] == "finished")
     print(f"pack: {finished} run(s) finished in {record['seconds']:.0f} s", flush=True)

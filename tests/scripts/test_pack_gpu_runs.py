@@ -109,3 +109,20 @@ def test_a_slowdown_below_one_is_refused(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["c.yaml", "--out", "o", "--budget", "10", "--join-slowdown", "0.5"])
     assert "--join-slowdown values must be >= 1, got [0.5]" in capsys.readouterr().err
+
+
+def test_resumable_runs_are_packed_to_max_active_then_cut_at_the_deadline(tmp_path: Path) -> None:
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text(
+        "name: tiny\n"
+        "data: {protocol: synthetic-lt, options: {num_classes: 3, max_per_class: 60}}\n"
+        "model: {name: mlp, options: {in_features: 8, hidden: 16}}\n"
+        "train: {epochs: 100000, batch_size: 32, progress: false}\n"
+        "sweep:\n"
+        "  loss.name: [ce, cdb-ce, focal]\n"
+    )
+    out = tmp_path / "out"
+    main([str(cfg), "--out", str(out), "--budget", "20", "--resumable", "--max-active", "2"])
+    log = json.loads((out / "pack.json").read_text())["log"]
+    assert [e["event"] for e in log].count("launch") == 2  # max-active, though none can finish
+    assert [e["event"] for e in log].count("deadline") == 2
