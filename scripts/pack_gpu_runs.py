@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         help="keep --max-active runs going even if they cannot finish in the budget; "
         "a later call resumes them from their checkpoints",
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come after options
     if args.join_slowdown is not None and min(args.join_slowdown) < 1:
         p.error(f"--join-slowdown values must be >= 1, got {args.join_slowdown}")
     if args.budget <= 0 or args.max_active < 1 or args.threads < 1:

@@ -126,3 +126,23 @@ def test_resumable_runs_are_packed_to_max_active_then_cut_at_the_deadline(tmp_pa
     log = json.loads((out / "pack.json").read_text())["log"]
     assert [e["event"] for e in log].count("launch") == 2  # max-active, though none can finish
     assert [e["event"] for e in log].count("deadline") == 2
+
+
+def test_overrides_may_follow_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    import scripts.pack_gpu_runs as pack_module
+
+    seen: dict[str, object] = {}
+
+    def fake_pack(config: str, overrides: list[str], *args: object, **kwargs: object) -> dict:
+        seen.update(config=config, overrides=overrides, **kwargs)
+        return {"log": [], "seconds": 0.0}
+
+    monkeypatch.setattr(pack_module, "pack", fake_pack)
+    argv = ["c.yaml", "a.b=1", "--resumable", "sweep.x=[10]", "--out", "o", "--budget", "5"]
+    assert main(argv) == 0
+    assert seen == {
+        "config": "c.yaml",
+        "overrides": ["a.b=1", "sweep.x=[10]"],
+        "join_slowdown": None,
+        "resumable": True,
+    }
