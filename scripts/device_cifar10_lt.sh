@@ -16,7 +16,7 @@
 #
 # Extra arguments are overrides of the grid, e.g. 'sweep.data.options.imbalance_factor=[100]'.
 # scripts/pack_gpu_runs.py runs as many runs at once as the measured pace lets finish before
-# BUDGET seconds (default 575) are up, factor-100 runs first. One run alone took 391 s on an
+# BUDGET seconds (default 582) are up, factor-100 runs first. One run alone took 391 s on an
 # H100 (2026-11-27), and k runs sharing an H100 slowed each other by 1.05 (k = 2) and 1.36
 # (k = 4) (benchmarks/gpu_concurrency.py, docs/benchmarks.md), so the second, third... run is
 # assumed to slow the others by the factors in JOIN_SLOWDOWN (default: those measurements,
@@ -34,7 +34,7 @@
 #     train.epochs=2 'optim.milestones=[1]' optim.warmup_epochs=0
 set -euo pipefail
 start=$(date +%s)
-BUDGET=${BUDGET:-575}
+BUDGET=${BUDGET:-582}
 OUT=${OUT:?set OUT to the folder the results go to}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)  # absolute: the packing below runs from another folder
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -47,7 +47,7 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
 PY
 # decode the JPEGs once, before the runs start (each would otherwise decode them itself)
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -3
-left=$((BUDGET - ($(date +%s) - start) - 15))
+left=$((BUDGET - ($(date +%s) - start) - 10))
 status=0
 python scripts/pack_gpu_runs.py configs/cifar10_lt.yaml train.progress=false "$@" \
   --out results/cifar10_lt --budget "$left" --first imbalance_factor=100 \
