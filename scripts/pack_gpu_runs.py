@@ -38,7 +38,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +128,11 @@ def read_epochs(run_dir: Path) -> list[dict[str, Any]]:
         return []
 
 
+def steps_done(epochs: list[dict[str, Any]]) -> int:
+    """Optimiser steps a run has logged (0 before its first epoch)."""
+    return int(epochs[-1]["step"]) if epochs else 0
+
+
 def step_seconds(epochs: list[dict[str, Any]], after_epoch: int) -> float | None:
     """Seconds per step over the epochs after ``after_epoch`` (needs two of them)."""
     recent = [e for e in epochs if e["epoch"] > after_epoch]
@@ -154,7 +159,6 @@ class _Active:
     launched: float
     steps_total: int
     baseline_epoch: int = 0  # epochs seen at the last change; the pace counts later ones
-    log: dict[str, Any] = field(default_factory=dict)
 
 
 def _steps_per_run(cfg: Any, cache: dict[str, int]) -> int:
@@ -231,21 +235,19 @@ def pack(
         paces = []
         for a in active:
             epochs = read_epochs(out_dir / a.run_id)
-            done = int(epochs[-1]["step"]) if epochs else 0
             paces.append(
                 Pace(
                     a.run_id,
                     a.launched,
-                    done,
+                    steps_done(epochs),
                     a.steps_total,
                     _scaled(step_seconds(epochs, a.baseline_epoch), WALL_PER_TRAIN),
                 )
             )
         next_steps = None
         if queue:  # a run stopped earlier resumes from its checkpoint: only its steps left
-            done_before = read_epochs(out_dir / queue[0].run_id)
-            next_steps = _steps_per_run(queue[0].config, sizes) - (
-                int(done_before[-1]["step"]) if done_before else 0
+            next_steps = _steps_per_run(queue[0].config, sizes) - steps_done(
+                read_epochs(out_dir / queue[0].run_id)
             )
         measured = [p.step_s for p in paces if p.step_s is not None]
         if measured:
@@ -270,7 +272,9 @@ def pack(
             proc.start()
             changed()
             total = _steps_per_run(run.config, sizes)
-            active.append(_Active(run.run_id, proc, time.monotonic(), total))
+            # a resumed run's earlier epochs ran at another pace: count only its new ones
+            earlier = len(read_epochs(out_dir / run.run_id))
+            active.append(_Active(run.run_id, proc, time.monotonic(), total, earlier))
             event("launch", run.run_id, active=len(active), steps=next_steps)
         elif action == "stop":
             victim = next(a for a in active if a.run_id == target)
