@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cdbloss.data.tensor_dataset import RandomCropFlip, ScaleNormalize, TensorImageDataset
+from cdbloss.data.transforms import Compose
 
 
 def test_scale_normalize_values() -> None:
@@ -61,6 +62,35 @@ def test_batch_gets_independent_draws_and_seed_repeats() -> None:
     assert torch.equal(a, b)
     distinct = {tuple(x.flatten().tolist()) for x in a}
     assert len(distinct) > 10
+
+
+def test_each_image_gets_the_window_and_flip_of_its_own_draws() -> None:
+    # The batch is cropped in one gather; per image it must be exactly the window
+    # at its drawn offset, mirrored where its flip was drawn (draw order: tops, lefts, flips).
+    batch = torch.randint(0, 256, (32, 3, 10, 7), generator=torch.Generator().manual_seed(3))
+    batch = batch.to(torch.uint8)
+    out = RandomCropFlip(6, 2, flip_p=0.5, generator=torch.Generator().manual_seed(5))(batch)
+    g = torch.Generator().manual_seed(5)
+    padded = torch.nn.functional.pad(batch, (2, 2, 2, 2))  # (32, 3, 14, 11)
+    tops = torch.randint(0, 14 - 6 + 1, (32,), generator=g)
+    lefts = torch.randint(0, 11 - 6 + 1, (32,), generator=g)
+    flips = torch.rand(32, generator=g) < 0.5
+    assert 0 < int(flips.sum()) < 32
+    for i in range(32):
+        t, le = int(tops[i]), int(lefts[i])
+        window = padded[i, :, t : t + 6, le : le + 6]
+        assert torch.equal(out[i], window.flip(-1) if flips[i] else window)
+
+
+def test_get_batch_on_a_device_gives_the_same_batch() -> None:
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    tf = Compose([RandomCropFlip(8, 2), ScaleNormalize([0.4] * 3, [0.2] * 3)])
+    ds = TensorImageDataset(images, [0, 1, 2, 1, 0, 2], tf, 3)
+    torch.manual_seed(0)
+    x, y = ds.get_batch([5, 1, 3])
+    torch.manual_seed(0)
+    xd, yd = ds.get_batch([5, 1, 3], device="cpu")
+    assert torch.equal(x, xd) and torch.equal(y, yd)
 
 
 def test_dataset_items_and_batches() -> None:

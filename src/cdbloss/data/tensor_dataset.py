@@ -65,6 +65,7 @@ class ScaleNormalize:
             raise ValueError(f"std must be > 0, got {std}")
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def __call__(self, x: Tensor) -> Tensor:
         if x.dim() not in (3, 4) or x.shape[-3] != self.mean.shape[0]:
@@ -73,7 +74,12 @@ class ScaleNormalize:
                 f"got shape {tuple(x.shape)}"
             )
         xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        return (xf - self.mean) / self.std
+        mean, std = self.mean, self.std
+        if x.device != mean.device:  # copied to another device once, then reused
+            if x.device not in self._on_device:
+                self._on_device[x.device] = (mean.to(x.device), std.to(x.device))
+            mean, std = self._on_device[x.device]
+        return (xf - mean) / std
 
     def __repr__(self) -> str:
         return f"ScaleNormalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
@@ -121,16 +127,20 @@ class RandomCropFlip:
         if hp < self.size or wp < self.size:
             raise ValueError(f"cannot crop {self.size}x{self.size} from padded {hp}x{wp} images")
         g = self.generator
+        # The draws stay on the CPU (same generator, same order on any device), so a
+        # batch gets the same crops and flips whether it is transformed here or on a GPU.
         tops = torch.randint(0, hp - self.size + 1, (b,), generator=g)
         lefts = torch.randint(0, wp - self.size + 1, (b,), generator=g)
         flips = torch.rand(b, generator=g) < self.flip_p
-        out = torch.empty(
-            (b, padded.shape[1], self.size, self.size), dtype=padded.dtype, device=padded.device
-        )
-        for i in range(b):
-            t, le = int(tops[i]), int(lefts[i])
-            crop = padded[i, :, t : t + self.size, le : le + self.size]
-            out[i] = crop.flip(-1) if bool(flips[i]) else crop
+        # One gather instead of a loop over images: the flat position in the padded
+        # image of every output pixel, columns read right to left where flipped.
+        ar = torch.arange(self.size)
+        cols = lefts[:, None] + torch.where(flips[:, None], self.size - 1 - ar, ar)  # (B, S)
+        rows = tops[:, None] + ar  # (B, S)
+        flat = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, -1).to(padded.device)
+        c = padded.shape[1]
+        out = padded.reshape(b, c, hp * wp).gather(2, flat.expand(b, c, flat.shape[-1]))
+        out = out.view(b, c, self.size, self.size)
         return out[0] if single else out
 
     def __repr__(self) -> str:
@@ -200,10 +210,22 @@ class TensorImageDataset(Dataset[tuple[Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self._apply(self.images[index]), int(self.targets[index])
 
-    def get_batch(self, indices: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
-        """Images ``(B, C, H, W)`` float32 and labels ``(B,)`` int64 for ``indices``, in one go."""
+    def get_batch(
+        self, indices: Tensor | Sequence[int], device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Images ``(B, C, H, W)`` float32 and labels ``(B,)`` int64 for ``indices``, in one go.
+
+        With ``device``, the uint8 images are copied there first and the
+        transform runs on that device (a GPU crops, flips and normalises a
+        batch in a few kernels instead of the CPU doing it image by image).
+        The transform must then accept tensors on ``device``, as the two
+        above do; their random draws stay on the CPU, so the batch is the same.
+        """
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return self._apply(self.images[idx]), self.targets[idx]
+        x, y = self.images[idx], self.targets[idx]
+        if device is not None:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return self._apply(x), y
 
     def class_counts(self) -> list[int]:
         """Samples per class, length ``num_classes`` (or ``max label + 1``)."""
