@@ -3,8 +3,11 @@
 Times, on CUDA, one epoch of factor-100 CIFAR-10-LT batches (12,280 images,
 96 batches of 128): the in-memory batch path alone (crop, flip, normalise on
 the CPU, copy to the GPU), 96 SGD steps of cross-entropy on one fixed batch,
-the two together, then the 96 steps again with ``cudnn.benchmark`` and under
-bf16 autocast. Two timings of each, after a warm-up. If bf16 and
+the two together, then the batch path and the epoch again with the transform
+run on the GPU (``get_batch(idx, device)``, the engine's
+``train.transform_on_device``), then the 96 steps again with
+``cudnn.benchmark`` and under bf16 autocast. Two timings of each, after a
+warm-up. If bf16 and
 ``cudnn.benchmark`` barely change the step time, the GPU's arithmetic is not
 what bounds it: the CPU's kernel launches are, and several runs can share
 one GPU (``scripts/pack_gpu_runs.py``).
@@ -69,11 +72,30 @@ def main() -> None:
         torch.cuda.synchronize()
         return time.perf_counter() - t
 
+    def data_only_on_device() -> float:
+        t = time.perf_counter()
+        for i in range(0, n, 128):
+            tr.get_batch(perm[i : i + 128], dev)
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    def full_on_device() -> float:
+        t = time.perf_counter()
+        for i in range(0, n, 128):
+            sgd_step(*tr.get_batch(perm[i : i + 128], dev))
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+
     step_only(10)
     data_only()
     print("epoch data-only s", [round(data_only(), 3) for _ in range(2)])
     print("96 model steps s", [round(step_only(), 3) for _ in range(2)])
     print("full epoch s", [round(full(), 3) for _ in range(2)])
+    data_only_on_device()
+    print(
+        "epoch data-only, transform on GPU s", [round(data_only_on_device(), 3) for _ in range(2)]
+    )
+    print("full epoch, transform on GPU s", [round(full_on_device(), 3) for _ in range(2)])
     torch.backends.cudnn.benchmark = True
     step_only(10)
     print("96 steps cudnn.benchmark s", [round(step_only(), 3) for _ in range(2)])

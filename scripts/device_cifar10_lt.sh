@@ -45,11 +45,21 @@ import torch
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "(cpu only)")
 PY
+# configs/cifar10_lt.yaml turns train.transform_on_device on (crop, flip, normalise on the GPU),
+# which had not run on a GPU when this was written: check it here first (seconds), and run
+# without it if the check fails (its log comes back as gpu_checks.log)
+extra=()
+if ! timeout 180 python -m pytest -q -p no:cacheprovider tests/engine/test_trainer.py -k gpu \
+  > "$OUT/gpu_checks.log" 2>&1; then
+  echo "the GPU checks failed (gpu_checks.log): these runs use train.transform_on_device=false"
+  extra+=(train.transform_on_device=false)
+fi
+tail -1 "$OUT/gpu_checks.log"
 # decode the JPEGs once, before the runs start (each would otherwise decode them itself)
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -3
 left=$((BUDGET - ($(date +%s) - start) - 10))
 status=0
-python scripts/pack_gpu_runs.py configs/cifar10_lt.yaml train.progress=false "$@" \
+python scripts/pack_gpu_runs.py configs/cifar10_lt.yaml train.progress=false "${extra[@]}" "$@" \
   --out results/cifar10_lt --budget "$left" --first imbalance_factor=100 \
   --max-active "${MAX_ACTIVE:-8}" --threads 2 --join-slowdown ${JOIN_SLOWDOWN:-1.05 1.14 1.14 1.22 1.22 1.13} || status=$?
 echo "pack exit status ${status} after $(($(date +%s) - start)) s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 
+import cdbloss.engine.trainer as trainer_module
 from cdbloss import CDBLoss, ClassDifficulty, cdb_weights
 from cdbloss.engine.checkpoint import load_checkpoint
 from cdbloss.engine.config import config_from_dict
@@ -92,6 +94,116 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["epoch"] == 0  # the last good checkpoint: after epoch 1
     assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_off_the_cpu_a_nan_loss_is_found_at_the_next_check_with_its_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A GPU run checks every few batches (each check waits for the device); the
+    # error still names the first bad batch and the last good checkpoint stays.
+    monkeypatch.setattr(trainer_module, "_finite_check_every", lambda device: 5)
+    cfg = config_from_dict(tiny_config(train__epochs=3))
+    calls = {"n": 0}
+    forward = CDBLoss.forward
+
+    def poisoned(self: CDBLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        out = forward(self, logits, target)
+        return out * float("inf") if calls["n"] in (8 + 2, 8 + 3) else out
+
+    monkeypatch.setattr(CDBLoss, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="epoch 2, batch 2"):
+        Trainer(cfg, tmp_path / "run").fit()
+    assert calls["n"] == 8 + 5  # found at the check after batch 5, not later
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 0
+
+
+def test_the_end_of_epoch_check_catches_a_nan_after_the_last_periodic_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trainer_module, "_finite_check_every", lambda device: 5)
+    cfg = config_from_dict(tiny_config(train__epochs=2))
+    calls = {"n": 0}
+    forward = CDBLoss.forward
+
+    def poisoned(self: CDBLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        out = forward(self, logits, target)
+        return out * float("nan") if calls["n"] == 7 else out  # epoch 1 has 8 batches
+
+    monkeypatch.setattr(CDBLoss, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 7"):
+        Trainer(cfg, tmp_path / "run").fit()
+    assert calls["n"] == 8
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_deferred_checks_leave_a_finite_run_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config_from_dict(tiny_config(train__epochs=2))
+    every_batch = Trainer(cfg, tmp_path / "a").fit()
+    monkeypatch.setattr(trainer_module, "_finite_check_every", lambda device: 3)
+    deferred = Trainer(cfg, tmp_path / "b").fit()
+    assert json.dumps(deferred["test"]) == json.dumps(every_batch["test"])  # NaN-safe
+    assert [h["train_loss"] for h in deferred["history"]] == [
+        h["train_loss"] for h in every_batch["history"]
+    ]
+
+
+def test_transform_on_device_is_refused_where_it_cannot_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"needs train.num_workers: 0, got 2"):
+        Trainer(
+            config_from_dict(tiny_config(train__transform_on_device=True, train__num_workers=2)),
+            tmp_path / "a",
+        ).fit()
+    assert not (tmp_path / "a").exists()  # refused before any work
+
+
+def test_transform_on_device_needs_get_batch_with_a_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdbloss.data.synthetic import FeatureDataset
+
+    def old_style(self: FeatureDataset, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features[indices], self.targets[indices]
+
+    monkeypatch.setattr(FeatureDataset, "get_batch", old_style)
+    cfg = config_from_dict(tiny_config(train__transform_on_device=True))
+    with pytest.raises(ValueError, match=r"the train split is a FeatureDataset, which has none"):
+        Trainer(cfg, tmp_path / "a").fit()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_transform_on_device_gives_the_same_batches_on_a_gpu() -> None:
+    from cdbloss.data.tensor_dataset import RandomCropFlip, ScaleNormalize, TensorImageDataset
+    from cdbloss.data.transforms import Compose
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (96, 3, 8, 8), generator=g, dtype=torch.uint8)
+    labels = torch.arange(96) % 3
+    tf = Compose([RandomCropFlip(8, 2), ScaleNormalize([0.5] * 3, [0.25] * 3)])
+    ds = TensorImageDataset(images, labels, tf, 3)
+    torch.manual_seed(1)
+    x_cpu, y_cpu = ds.get_batch(torch.arange(40))
+    torch.manual_seed(1)
+    x_gpu, y_gpu = ds.get_batch(torch.arange(40), "cuda")
+    assert x_gpu.device.type == "cuda"
+    torch.testing.assert_close(x_gpu.cpu(), x_cpu)
+    assert torch.equal(y_gpu.cpu(), y_cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_run_with_deferred_checks_and_transform_on_device(tmp_path: Path) -> None:
+    runs = [
+        Trainer(
+            config_from_dict(tiny_config(train__device="cuda", train__transform_on_device=flag)),
+            tmp_path / str(flag),
+        ).fit()
+        for flag in (False, True)
+    ]
+    assert runs[0]["test"]["top1_accuracy"] == pytest.approx(runs[1]["test"]["top1_accuracy"])
+    assert all(math.isfinite(h["train_loss"]) for h in runs[1]["history"])
 
 
 def test_lr_schedules() -> None:

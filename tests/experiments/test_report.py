@@ -122,6 +122,10 @@ def test_runs_with_other_settings_are_never_averaged_together(tmp_path: Path) ->
     assert labels[tmp_path / "a"] == labels[tmp_path / "b"] == "CE (epochs=80)"
     assert labels[tmp_path / "c"] == "CE (epochs=160)"
     assert row_labels(runs[:2], "ratio")[tmp_path / "a"] == "CE"  # seeds and ratios never split
+    # settings of how a run executes, not what it computes, never split either
+    a, b = run("d", 80, 0, 0.9), run("e", 80, 1, 0.9)
+    a.config["train"].update(device="cuda", transform_on_device=True, threads=2)
+    assert set(row_labels([a, b], "ratio").values()) == {"CE"}
 
 
 def _fake_run(

@@ -41,10 +41,15 @@ class FeatureDataset(Dataset[tuple[Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self.features[index], int(self.targets[index])
 
-    def get_batch(self, indices: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
-        """Features ``(B, D)`` and labels ``(B,)`` for ``indices``."""
+    def get_batch(
+        self, indices: Tensor | Sequence[int], device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Features ``(B, D)`` and labels ``(B,)`` for ``indices`` (on ``device`` if given)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.features[idx], self.targets[idx]
+        x, y = self.features[idx], self.targets[idx]
+        if device is not None:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        return x, y
 
 
 @register_protocol("synthetic-lt")

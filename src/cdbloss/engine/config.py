@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 __all__ = [
+    "VOLATILE_KEYS",
     "DataConfig",
     "ExperimentConfig",
     "LossConfig",
@@ -86,6 +87,19 @@ class OptimConfig:
     warmup_epochs: int = 0
 
 
+#: Config keys (dotted) that change how a run executes but not what it computes: they
+#: may differ between a run and its resumption, and never split a report's rows.
+VOLATILE_KEYS = frozenset(
+    {
+        "train.progress",
+        "train.device",
+        "train.threads",
+        "train.tensorboard",
+        "train.transform_on_device",
+    }
+)
+
+
 @dataclass
 class TrainConfig:
     """The training loop.
@@ -118,6 +132,13 @@ class TrainConfig:
         channels_last: train image models in ``torch.channels_last`` memory
             format (faster convolutions on CPU with oneDNN; same model, results
             equal up to floating-point summation order).
+        transform_on_device: off the CPU, copy each in-memory batch to the
+            device as stored (uint8 images) and run the dataset's transform
+            there (CIFAR's crop, flip and normalisation become a few GPU kernels
+            instead of CPU work in every step). The random draws stay on the
+            CPU, so the batches are the same. Needs ``num_workers: 0`` and
+            datasets whose ``get_batch`` takes ``device`` (the built-in ones);
+            no effect on the CPU.
     """
 
     epochs: int = 1
@@ -137,6 +158,7 @@ class TrainConfig:
     val_every: int = 1
     checkpoint_every: int = 1
     channels_last: bool = False
+    transform_on_device: bool = False
 
 
 @dataclass

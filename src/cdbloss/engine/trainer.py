@@ -46,7 +46,7 @@ from cdbloss.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from cdbloss.engine.config import ExperimentConfig, config_to_dict, flatten_keys
+from cdbloss.engine.config import VOLATILE_KEYS, ExperimentConfig, config_to_dict, flatten_keys
 from cdbloss.engine.distributed import (
     DistInfo,
     cleanup_distributed,
@@ -59,18 +59,14 @@ from cdbloss.models import build_model
 
 __all__ = ["NonFiniteLossError", "Trainer", "lr_factor", "train"]
 
-#: Config keys that may change between a run and its resumption.
-_VOLATILE = {
-    ("train", "progress"),
-    ("train", "device"),
-    ("train", "threads"),
-    ("train", "tensorboard"),
-}
 #: result.json keeps at most this many epochs of history (evenly spaced, always the
 #: last); metrics.jsonl keeps every epoch. Result files stay small enough for git.
 _MAX_HISTORY_IN_RESULT = 100
 #: Per-epoch weight and accuracy vectors are kept in the history up to this many classes.
 _MAX_CLASSES_IN_HISTORY = 100
+#: Off the CPU, the losses are checked for NaN/inf every this many batches (and at the
+#: end of each epoch) rather than after every batch: each check waits for the device.
+_FINITE_CHECK_EVERY = 50
 
 
 class NonFiniteLossError(RuntimeError):
@@ -94,7 +90,8 @@ def lr_factor(cfg: ExperimentConfig, epoch: int) -> float:
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(cfg_dict)
     out.pop("sweep", None)
-    for section, key in _VOLATILE:
+    for dotted in VOLATILE_KEYS:
+        section, key = dotted.split(".")
         out.get(section, {}).pop(key, None)
     return out
 
@@ -188,6 +185,7 @@ class Trainer:
             dataset, "get_batch", None
         )
         channels_last = self.cfg.train.channels_last
+        on_device = self.cfg.train.transform_on_device and device.type != "cpu"
 
         def move(x: Tensor, y: Any) -> tuple[Tensor, Tensor]:
             x = x.to(device, non_blocking=True)
@@ -197,7 +195,9 @@ class Trainer:
 
         if nw == 0 and get_batch is not None:
             for chunk in torch.split(indices, batch_size):  # the in-memory fast path
-                yield move(*get_batch(chunk))
+                yield move(
+                    *(cast(Any, get_batch)(chunk, device) if on_device else get_batch(chunk))
+                )
             return
         loader = DataLoader(
             Subset(dataset, indices.tolist()),
@@ -255,6 +255,8 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
         splits = self._load_data()
+        if cfg.train.transform_on_device:
+            _check_transform_on_device(splits, cfg.train.num_workers)
         c = splits.num_classes
         device = info.device
         model = build_model(cfg.model.name, c, **cfg.model.options).to(device)
@@ -303,6 +305,7 @@ class Trainer:
             train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
 
         per_rank_batch = cfg.train.batch_size // info.world_size
+        check_every = _finite_check_every(device)
         for epoch in range(start_epoch, cfg.train.epochs):
             for group in opt.param_groups:
                 group["lr"] = cfg.optim.lr * lr_factor(cfg, epoch)
@@ -312,11 +315,12 @@ class Trainer:
             perm = torch.randperm(_size(splits.train), generator=_epoch_generator(cfg.seed, epoch))
             mine = shard_indices(perm, info.rank, info.world_size, pad=True)
             train_model.train()
-            loss_sum = torch.zeros((), device=device)
             n_batches = 0
             val_iter = self._val_batches(splits, epoch) if meta_step is not None else None
             batches = self._batches(splits.train, mine, per_rank_batch, device)
             n_total = math.ceil(len(mine) / per_rank_batch)
+            losses = torch.zeros(n_total, device=device)  # this epoch's batch losses
+            checked = 0  # losses[:checked] are known to be finite
             for b, (x, y) in enumerate(
                 _progress(
                     batches,
@@ -333,15 +337,12 @@ class Trainer:
                 else:
                     opt.zero_grad(set_to_none=True)
                     loss = loss_fn(train_model(x), y)
-                if not torch.isfinite(loss):  # checked once, for both kinds of step
-                    raise NonFiniteLossError(
-                        f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {b + 1}; "
-                        f"the last good checkpoint ({str(ckpt_path)!r}) is kept"
-                    )
+                losses[b] = loss.detach()
+                if (b + 1) % check_every == 0:  # and at the end of the epoch (below)
+                    checked = _check_finite(losses, checked, b + 1, epoch, ckpt_path)
                 if meta_step is None:  # the meta steps have already stepped
                     cast(Any, loss).backward()
                     opt.step()
-                loss_sum += loss.detach()
                 n_batches += 1
                 step += 1
                 self._batches_seen += 1
@@ -354,6 +355,7 @@ class Trainer:
                     _, tracker = self.evaluate(model, splits.val, c, splits.class_counts)
                     cast(Any, loss_fn).update_weights(tracker)
                     train_model.train()
+            _check_finite(losses, checked, n_batches, epoch, ckpt_path)
             t1 = time.perf_counter()
             last = epoch + 1 == cfg.train.epochs
             validate = (
@@ -379,7 +381,7 @@ class Trainer:
                 "epoch": epoch + 1,
                 "step": step,
                 "lr": opt.param_groups[0]["lr"],
-                "train_loss": float(loss_sum) / max(n_batches, 1),
+                "train_loss": float(losses[:n_batches].sum()) / max(n_batches, 1),
                 "train_s": t1 - t0,
                 "val_s": t2 - t1,
             }
@@ -497,6 +499,47 @@ class Trainer:
                 "train.tensorboard=true needs the tensorboard package: pip install tensorboard"
             ) from err
         return SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+
+
+def _finite_check_every(device: torch.device) -> int:
+    """Batches between NaN/inf checks of the loss: 1 on the CPU (each check is free
+    there, and a bad loss stops before its step), ``_FINITE_CHECK_EVERY`` elsewhere
+    (each check waits for the device to finish its queue)."""
+    return 1 if device.type == "cpu" else _FINITE_CHECK_EVERY
+
+
+def _check_finite(losses: Tensor, start: int, stop: int, epoch: int, ckpt_path: Path) -> int:
+    """Raise :class:`NonFiniteLossError` at the first NaN/inf in ``losses[start:stop]``.
+
+    Returns ``stop``: the batch losses up to it are known to be finite.
+    """
+    bad = ~torch.isfinite(losses[start:stop])
+    if bool(bad.any()):  # the one point where a GPU run waits for its device
+        i = start + int(bad.nonzero()[0, 0])
+        raise NonFiniteLossError(
+            f"loss became {float(losses[i])} at epoch {epoch + 1}, batch {i + 1}; "
+            f"the last good checkpoint ({str(ckpt_path)!r}) is kept"
+        )
+    return stop
+
+
+def _check_transform_on_device(splits: DataSplits, num_workers: int) -> None:
+    """``train.transform_on_device`` needs the in-memory path and datasets whose
+    ``get_batch`` takes a ``device``; say so before any work starts."""
+    if num_workers:
+        raise ValueError(
+            f"train.transform_on_device transforms the in-memory batches of get_batch; "
+            f"it needs train.num_workers: 0, got {num_workers}"
+        )
+    for name in ("train", "val", "test"):
+        dataset = getattr(splits, name)
+        get_batch = getattr(dataset, "get_batch", None)
+        if get_batch is None or "device" not in inspect.signature(get_batch).parameters:
+            raise ValueError(
+                f"train.transform_on_device needs datasets with get_batch(indices, device) "
+                f"(TensorImageDataset, FeatureDataset); the {name} split is a "
+                f"{type(dataset).__name__}, which has none"
+            )
 
 
 def _check_same_on_all_ranks(values: Tensor, what: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cdbloss.engine.checkpoint import atomic_write_bytes, atomic_write_text
-from cdbloss.engine.config import flatten_keys
+from cdbloss.engine.config import VOLATILE_KEYS, flatten_keys
 from cdbloss.experiments.paper import paper_table_for
 
 __all__ = [
@@ -210,7 +210,7 @@ def row_labels(runs: list[RunRecord], col_key: str | None) -> dict[Path, str]:
     Seeds and the column's data option never split rows; all else does, so
     runs with different settings are never averaged together.
     """
-    ignore = {"seed", "name", "sweep", "train.progress", "train.device", "train.threads"}
+    ignore = {"seed", "name", "sweep", *VOLATILE_KEYS}
     if col_key:
         ignore.add(f"data.options.{col_key}")
     groups: dict[str, list[RunRecord]] = defaultdict(list)
