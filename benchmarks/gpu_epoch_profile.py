@@ -6,20 +6,23 @@ the CPU, copy to the GPU), 96 SGD steps of cross-entropy on one fixed batch,
 the two together, then the batch path and the epoch again with the transform
 run on the GPU (``get_batch(idx, device)``, the engine's
 ``train.transform_on_device``), then the 96 steps again with
-``cudnn.benchmark`` and under bf16 autocast. Two timings of each, after a
-warm-up. If bf16 and
+``cudnn.benchmark`` and under bf16 autocast, and, with ``--compile MODE``,
+with the model compiled (``torch.compile(mode=MODE)``, the engine's
+``train.compile``; the compile time is printed apart). Two timings of each,
+after a warm-up. If bf16 and
 ``cudnn.benchmark`` barely change the step time, the GPU's arithmetic is not
 what bounds it: the CPU's kernel launches are, and several runs can share
 one GPU (``scripts/pack_gpu_runs.py``).
 
 Run on a GPU machine (needs the CIFAR-10 JPEG copy, see scripts/device_cifar10_lt.sh):
-``python benchmarks/gpu_epoch_profile.py``. The numbers in docs/benchmarks.md
+``python benchmarks/gpu_epoch_profile.py [--compile reduce-overhead]``. The numbers in docs/benchmarks.md
 were measured with this code (its SGD step then written out in both loops),
 run as one inline script of the `device` tool.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -30,6 +33,11 @@ from cdbloss.models import build_model
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--compile", choices=["default", "reduce-overhead", "max-autotune"], default=None
+    )
+    args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("gpu_epoch_profile.py needs a CUDA device; none is visible here")
     tr = cifar_lt(dataset="cifar10", imbalance_factor=100).train
@@ -48,8 +56,10 @@ def main() -> None:
         torch.cuda.synchronize()
         return time.perf_counter() - t
 
+    net: torch.nn.Module = m  # what the steps run: the model, or it compiled
+
     def sgd_step(x: torch.Tensor, y: torch.Tensor) -> None:
-        loss = F.cross_entropy(m(x), y)
+        loss = F.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -102,6 +112,19 @@ def main() -> None:
     with torch.autocast("cuda", dtype=torch.bfloat16):
         step_only(10)
         print("96 steps bf16 s", [round(step_only(), 3) for _ in range(2)])
+    if args.compile:
+        torch.backends.cudnn.benchmark = False
+        net = torch.compile(m, mode=None if args.compile == "default" else args.compile)
+        t = time.perf_counter()
+        step_only(3)  # compiles forward and backward
+        print(f"compile ({args.compile}) s", round(time.perf_counter() - t, 1))
+        step_only(10)
+        print(f"96 steps compiled ({args.compile}) s", [round(step_only(), 3) for _ in range(2)])
+        full_on_device()
+        print(
+            f"full epoch, transform on GPU, compiled ({args.compile}) s",
+            [round(full_on_device(), 3) for _ in range(2)],
+        )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@
 # MAX_ACTIVE=4) with 'sweep.data.options.imbalance_factor=[10]', and call again at once on the
 # warm machine (it keeps the ignored results/ folder between calls), which resumes the runs
 # from their checkpoints.
+# COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run; time it
+# first in the same call: python benchmarks/gpu_epoch_profile.py --compile reduce-overhead.
 # Try it on a CPU first with a tiny grid:
 #   OUT=runs/device-try BUDGET=150 bash scripts/device_cifar10_lt.sh model.name=resnet8 \
 #     train.epochs=2 'optim.milestones=[1]' optim.warmup_epochs=0
@@ -55,6 +57,7 @@ if ! timeout 180 python -m pytest -q -p no:cacheprovider tests/engine/test_train
   extra+=(train.transform_on_device=false)
 fi
 tail -1 "$OUT/gpu_checks.log"
+if [ -n "${COMPILE:-}" ]; then extra+=("train.compile=${COMPILE}"); fi
 # decode the JPEGs once, before the runs start (each would otherwise decode them itself)
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -3
 left=$((BUDGET - ($(date +%s) - start) - 10))

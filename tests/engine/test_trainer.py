@@ -206,6 +206,26 @@ def test_a_gpu_run_with_deferred_checks_and_transform_on_device(tmp_path: Path) 
     assert all(math.isfinite(h["train_loss"]) for h in runs[1]["history"])
 
 
+def test_a_compiled_training_step_gives_the_uncompiled_run(tmp_path: Path) -> None:
+    plain = Trainer(config_from_dict(tiny_config(train__epochs=2)), tmp_path / "plain").fit()
+    cfg = config_from_dict(tiny_config(train__epochs=2, train__compile="default"))
+    compiled = Trainer(cfg, tmp_path / "compiled").fit()
+    for a, b in zip(plain["history"], compiled["history"], strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["weights"] == pytest.approx(a["weights"], rel=1e-4, abs=1e-6)
+    assert compiled["test"]["top1_accuracy"] == pytest.approx(plain["test"]["top1_accuracy"])
+    # the checkpoint holds the plain model's keys, so a compiled run resumes uncompiled
+    state = load_checkpoint(tmp_path / "compiled" / "checkpoint.pt")
+    assert not any(k.startswith("_orig_mod") for k in state["model"])
+
+
+def test_compile_is_refused_for_the_meta_steps(tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config(train__method="l2rw", train__compile="default"))
+    with pytest.raises(ValueError, match=r"need train.compile: off"):
+        Trainer(cfg, tmp_path / "a").fit()
+    assert not (tmp_path / "a").exists()
+
+
 def test_lr_schedules() -> None:
     cfg = config_from_dict(
         tiny_config(optim__milestones=[2, 3], optim__gamma=0.1, optim__warmup_epochs=2)

@@ -96,6 +96,7 @@ VOLATILE_KEYS = frozenset(
         "train.threads",
         "train.tensorboard",
         "train.transform_on_device",
+        "train.compile",
     }
 )
 
@@ -139,6 +140,12 @@ class TrainConfig:
             CPU, so the batches are the same. Needs ``num_workers: 0`` and
             datasets whose ``get_batch`` takes ``device`` (the built-in ones);
             no effect on the CPU.
+        compile: ``off``, or a ``torch.compile`` mode for the training forward
+            and backward: ``default``, ``reduce-overhead`` (CUDA graphs: one
+            launch replays a whole step, for small models whose step the CPU's
+            kernel launches bound), ``max-autotune``. The first steps wait for
+            the compiler; results equal uncompiled ones up to floating-point
+            rounding. Standard training only (not ``l2rw``/``mwn``).
     """
 
     epochs: int = 1
@@ -159,6 +166,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     channels_last: bool = False
     transform_on_device: bool = False
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
 
 @dataclass

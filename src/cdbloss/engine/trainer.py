@@ -244,6 +244,11 @@ class Trainer:
         assert info is not None
         if info.distributed and cfg.train.method != "standard":
             raise ValueError(f"train.method={cfg.train.method!r} runs on one process only")
+        if cfg.train.compile != "off" and cfg.train.method != "standard":
+            raise ValueError(
+                f"train.compile={cfg.train.compile!r} compiles the standard training step; "
+                f"the meta steps of train.method={cfg.train.method!r} need train.compile: off"
+            )
         if cfg.train.batch_size % info.world_size:
             raise ValueError(
                 f"train.batch_size={cfg.train.batch_size} must divide evenly over {info.world_size} ranks"
@@ -303,6 +308,11 @@ class Trainer:
         if info.distributed:
             ddp_ids = [device.index] if device.type == "cuda" else None
             train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+        if cfg.train.compile != "off":
+            # only the training forward (and so its backward) is compiled; validation,
+            # test and checkpoints use ``model`` itself, which shares the parameters
+            mode = None if cfg.train.compile == "default" else cfg.train.compile
+            train_model = cast(nn.Module, torch.compile(train_model, mode=mode))
 
         per_rank_batch = cfg.train.batch_size // info.world_size
         check_every = _finite_check_every(device)
