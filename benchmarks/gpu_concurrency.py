@@ -8,9 +8,12 @@ copied to the device, then one SGD step of cross-entropy. It reports the
 seconds per step of each group size, the slowdown against k = 1 and the
 steps per second of the whole GPU. ``scripts/pack_gpu_runs.py
 --join-slowdown`` is the per-run slowdown of adding one run.
+``--on-device`` transforms the batches on the GPU instead (the engine's
+``train.transform_on_device``) and ``--compile MODE`` compiles the model
+(``train.compile``; each process compiles before the shared start).
 
-Run: ``python benchmarks/gpu_concurrency.py [--ks 1 2 4 8] [--steps 150] [--threads 2]``
-(``--device cpu`` for a quick try without a GPU).
+Run: ``python benchmarks/gpu_concurrency.py [--ks 1 2 4 8] [--steps 150] [--threads 2]
+[--on-device] [--compile reduce-overhead]`` (``--device cpu`` for a quick try without a GPU).
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 
-def _worker(rank: int, device: str, steps: int, threads: int, barrier: Any, out: Any) -> None:
+def _worker(
+    rank: int,
+    device: str,
+    steps: int,
+    threads: int,
+    on_device: bool,
+    compile_mode: str | None,
+    barrier: Any,
+    out: Any,
+) -> None:
     from cdbloss.data.tensor_dataset import RandomCropFlip, ScaleNormalize, TensorImageDataset
     from cdbloss.models import build_model
 
@@ -41,33 +53,49 @@ def _worker(rank: int, device: str, steps: int, threads: int, barrier: Any, out:
     dev = torch.device(device)
     model = build_model("resnet32", 10).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    net: Any = model
+    if compile_mode:
+        net = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
 
     def run(k: int) -> None:
         for _ in range(k):
             idx = torch.randint(0, n, (128,))
-            x, y = data.get_batch(idx)
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            loss = F.cross_entropy(model(x), y)
+            if on_device:
+                x, y = data.get_batch(idx, dev)
+            else:
+                x, y = data.get_batch(idx)
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            loss = F.cross_entropy(net(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    run(10)  # warm-up
+    run(10)  # warm-up (and the compiler's work, with --compile)
     barrier.wait()
     start = time.perf_counter()
     run(steps)
     out.put((time.perf_counter() - start) / steps)
 
 
-def measure(k: int, device: str, steps: int, threads: int) -> list[float]:
+def measure(
+    k: int,
+    device: str,
+    steps: int,
+    threads: int,
+    on_device: bool = False,
+    compile_mode: str | None = None,
+) -> list[float]:
     """Seconds per step of each of ``k`` runs sharing the device."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(k)
     out = ctx.Queue()
     procs = [
-        ctx.Process(target=_worker, args=(r, device, steps, threads, barrier, out))
+        ctx.Process(
+            target=_worker,
+            args=(r, device, steps, threads, on_device, compile_mode, barrier, out),
+        )
         for r in range(k)
     ]
     for p in procs:
@@ -84,6 +112,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--on-device", action="store_true")
+    p.add_argument("--compile", choices=["default", "reduce-overhead", "max-autotune"])
     args = p.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device is visible; pass --device cpu for a quick try")
@@ -91,7 +121,7 @@ def main() -> None:
     print("|---|---|---|---|")
     base = None
     for k in args.ks:
-        times = measure(k, args.device, args.steps, args.threads)
+        times = measure(k, args.device, args.steps, args.threads, args.on_device, args.compile)
         mean = sum(times) / len(times)
         base = base if base is not None else mean
         print(f"| {k} | {mean:.4f} | {mean / base:.2f} | {k / mean:.1f} |", flush=True)
