@@ -343,7 +343,7 @@ class Trainer:
                     assert val_iter is not None
                     xv, yv = next(val_iter)
                     stats = meta_step(x, y, xv, yv, opt)
-                    loss = torch.as_tensor(stats["loss"])
+                    loss = torch.as_tensor(stats["loss"], device=device)
                 else:
                     opt.zero_grad(set_to_none=True)
                     loss = loss_fn(train_model(x), y)
