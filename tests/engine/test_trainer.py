@@ -74,21 +74,28 @@ def test_finished_run_is_not_redone_and_another_experiment_is_refused(tmp_path: 
         Trainer(other, tmp_path / "run").fit()
 
 
-def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cfg = config_from_dict(tiny_config(train__epochs=3))
+def _poison_loss(
+    monkeypatch: pytest.MonkeyPatch, bad_calls: set[int], value: float
+) -> dict[str, int]:
+    """Make ``CDBLoss`` return ``loss * value`` on the given calls (1-based, counted
+    over the run: 8 batches an epoch in ``tiny_config``); returns the call counter."""
     calls = {"n": 0}
     forward = CDBLoss.forward
 
     def poisoned(self: CDBLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         calls["n"] += 1
         out = forward(self, logits, target)
-        return (
-            out * float("nan") if calls["n"] == 8 + 3 else out
-        )  # epoch 2 (8 batches each), batch 3
+        return out * value if calls["n"] in bad_calls else out
 
     monkeypatch.setattr(CDBLoss, "forward", poisoned)
+    return calls
+
+
+def test_nan_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config_from_dict(tiny_config(train__epochs=3))
+    _poison_loss(monkeypatch, {8 + 3}, float("nan"))  # epoch 2, batch 3
     with pytest.raises(NonFiniteLossError, match="epoch 2, batch 3"):
         Trainer(cfg, tmp_path / "run").fit()
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
@@ -103,15 +110,7 @@ def test_off_the_cpu_a_nan_loss_is_found_at_the_next_check_with_its_batch(
     # error still names the first bad batch and the last good checkpoint stays.
     monkeypatch.setattr(trainer_module, "_finite_check_every", lambda device: 5)
     cfg = config_from_dict(tiny_config(train__epochs=3))
-    calls = {"n": 0}
-    forward = CDBLoss.forward
-
-    def poisoned(self: CDBLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        calls["n"] += 1
-        out = forward(self, logits, target)
-        return out * float("inf") if calls["n"] in (8 + 2, 8 + 3) else out
-
-    monkeypatch.setattr(CDBLoss, "forward", poisoned)
+    calls = _poison_loss(monkeypatch, {8 + 2, 8 + 3}, float("inf"))
     with pytest.raises(NonFiniteLossError, match="epoch 2, batch 2"):
         Trainer(cfg, tmp_path / "run").fit()
     assert calls["n"] == 8 + 5  # found at the check after batch 5, not later
@@ -123,15 +122,7 @@ def test_the_end_of_epoch_check_catches_a_nan_after_the_last_periodic_one(
 ) -> None:
     monkeypatch.setattr(trainer_module, "_finite_check_every", lambda device: 5)
     cfg = config_from_dict(tiny_config(train__epochs=2))
-    calls = {"n": 0}
-    forward = CDBLoss.forward
-
-    def poisoned(self: CDBLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        calls["n"] += 1
-        out = forward(self, logits, target)
-        return out * float("nan") if calls["n"] == 7 else out  # epoch 1 has 8 batches
-
-    monkeypatch.setattr(CDBLoss, "forward", poisoned)
+    calls = _poison_loss(monkeypatch, {7}, float("nan"))  # epoch 1 has 8 batches
     with pytest.raises(NonFiniteLossError, match="epoch 1, batch 7"):
         Trainer(cfg, tmp_path / "run").fit()
     assert calls["n"] == 8
