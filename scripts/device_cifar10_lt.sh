@@ -29,8 +29,11 @@
 # MAX_ACTIVE=4) with 'sweep.data.options.imbalance_factor=[10]', and call again at once on the
 # warm machine (it keeps the ignored results/ folder between calls), which resumes the runs
 # from their checkpoints.
-# COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run; time it
-# first in the same call: python benchmarks/gpu_epoch_profile.py --compile reduce-overhead.
+# COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run.
+# COMPILE=auto times it first (benchmarks/gpu_epoch_profile.py --compile reduce-overhead, its log
+# back as gpu_epoch_profile.log, which also fills the compiler's cache for the runs) and runs the
+# CUDA-graph check of tests/engine/test_trainer.py (gpu_compile_check.log); the runs compile
+# only if both pass and a compiled epoch takes under 0.8 of a plain one.
 # Try it on a CPU first with a tiny grid:
 #   OUT=runs/device-try BUDGET=150 bash scripts/device_cifar10_lt.sh model.name=resnet8 \
 #     train.epochs=2 'optim.milestones=[1]' optim.warmup_epochs=0
@@ -51,12 +54,35 @@ PY
 # which had not run on a GPU when this was written: check it here first (seconds), and run
 # without it if the check fails (its log comes back as gpu_checks.log)
 extra=()
-if ! timeout 180 python -m pytest -q -p no:cacheprovider tests/engine/test_trainer.py -k gpu \
-  > "$OUT/gpu_checks.log" 2>&1; then
+if ! timeout 180 python -m pytest -q -p no:cacheprovider tests/engine/test_trainer.py \
+  -k "gpu and not compiled" > "$OUT/gpu_checks.log" 2>&1; then
   echo "the GPU checks failed (gpu_checks.log): these runs use train.transform_on_device=false"
   extra+=(train.transform_on_device=false)
 fi
 tail -1 "$OUT/gpu_checks.log"
+if [ "${COMPILE:-}" = auto ]; then
+  COMPILE=
+  timeout 240 python benchmarks/gpu_epoch_profile.py --compile reduce-overhead \
+    > "$OUT/gpu_epoch_profile.log" 2>&1 || true
+  cat "$OUT/gpu_epoch_profile.log"
+  ratio=$(python - "$OUT/gpu_epoch_profile.log" <<'PY'
+import ast, sys
+times = {}
+for line in open(sys.argv[1]):
+    if line.startswith("full epoch, transform on GPU") and "[" in line:
+        times["compiled" in line] = min(ast.literal_eval(line[line.index("["):].strip()))
+print(round(times[True] / times[False], 3) if len(times) == 2 else "none")
+PY
+)
+  echo "compiled / plain epoch on the GPU: ${ratio}"
+  if [ "$ratio" != none ] && python -c "import sys; sys.exit(not float('$ratio') < 0.8)" \
+    && timeout 240 python -m pytest -q -p no:cacheprovider tests/engine/test_trainer.py \
+      -k "gpu and compiled" > "$OUT/gpu_compile_check.log" 2>&1; then
+    COMPILE=reduce-overhead
+  fi
+  tail -1 "$OUT/gpu_compile_check.log" 2>/dev/null || true
+  echo "train.compile for the runs: ${COMPILE:-off}"
+fi
 if [ -n "${COMPILE:-}" ]; then extra+=("train.compile=${COMPILE}"); fi
 # decode the JPEGs once, before the runs start (each would otherwise decode them itself)
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -3

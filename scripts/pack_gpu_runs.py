@@ -13,7 +13,9 @@ not all make it::
 
 The pace of a run is read from its ``metrics.jsonl`` (one line per epoch, with
 the optimiser ``step`` count and the epoch's ``train_s`` and ``val_s``): its
-seconds per step over the epochs seen since the last launch, stop or finish.
+seconds per step over the epochs seen since the last launch, stop or finish,
+never counting the first epoch after its own launch (the warm-up: cudnn
+autotuning, and with ``train.compile`` the compile and CUDA graph capture).
 A launch assumes the GPU is already full, so that ``n`` runs become ``n + 1``
 at ``(n + 1) / n`` times their step time; the next measurements correct that.
 Runs are launched in the grid's order, with the run ids holding a ``--first``
@@ -159,6 +161,13 @@ class _Active:
     launched: float
     steps_total: int
     baseline_epoch: int = 0  # epochs seen at the last change; the pace counts later ones
+    # a run's first epoch here holds its warm-up (cudnn autotuning, torch.compile and CUDA
+    # graph capture: a minute with train.compile), so its pace never counts that epoch
+    first_paced: int = 1
+
+    def rebase(self, epochs_seen: int) -> None:
+        """Count the pace from now on: epochs after ``epochs_seen``, never the warm-up one."""
+        self.baseline_epoch = max(epochs_seen, self.first_paced)
 
 
 def _steps_per_run(cfg: Any, cache: dict[str, int]) -> int:
@@ -213,7 +222,7 @@ def pack(
 
     def changed() -> None:
         for a in active:
-            a.baseline_epoch = len(read_epochs(out_dir / a.run_id))
+            a.rebase(len(read_epochs(out_dir / a.run_id)))
 
     while True:
         now = time.monotonic()
@@ -274,7 +283,9 @@ def pack(
             total = _steps_per_run(run.config, sizes)
             # a resumed run's earlier epochs ran at another pace: count only its new ones
             earlier = len(read_epochs(out_dir / run.run_id))
-            active.append(_Active(run.run_id, proc, time.monotonic(), total, earlier))
+            active.append(
+                _Active(run.run_id, proc, time.monotonic(), total, earlier + 1, earlier + 1)
+            )
             event("launch", run.run_id, active=len(active), steps=next_steps)
         elif action == "stop":
             victim = next(a for a in active if a.run_id == target)

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
-from scripts.pack_gpu_runs import Pace, decide, main, read_epochs, step_seconds
+from scripts.pack_gpu_runs import Pace, _Active, decide, main, read_epochs, step_seconds
 
 
 def _pace(run: str, launched: float, done: int, total: int, step_s: float | None) -> Pace:
@@ -58,6 +58,21 @@ def test_step_seconds_counts_only_epochs_after_the_last_change() -> None:
     assert step_seconds(epochs, after_epoch=0) == (100.0 + 2.5 + 2.0) / 30
     assert step_seconds(epochs, after_epoch=1) == (2.5 + 2.0) / 20
     assert step_seconds(epochs, after_epoch=2) is None  # one epoch is not a pace yet
+
+
+def test_a_new_runs_warm_up_epoch_never_enters_its_pace() -> None:
+    # launched fresh: epoch 1 (a minute of torch.compile, say) is not counted
+    a = _Active("r", None, 0.0, 100, baseline_epoch=1, first_paced=1)
+    a.rebase(0)  # another run launched before r's first epoch ended
+    assert a.baseline_epoch == 1
+    epochs = [_epoch(1, 10, 60.0), _epoch(2, 20, 1.0), _epoch(3, 30, 1.0)]
+    assert step_seconds(epochs, a.baseline_epoch) == 2.0 / 20
+    a.rebase(3)  # later changes count from the epochs seen then
+    assert a.baseline_epoch == 3
+    # resumed from a checkpoint after 5 epochs: its sixth is the warm-up one
+    b = _Active("s", None, 0.0, 100, baseline_epoch=6, first_paced=6)
+    b.rebase(5)
+    assert b.baseline_epoch == 6
 
 
 def test_read_epochs_tolerates_a_missing_or_partial_file(tmp_path: Path) -> None:
