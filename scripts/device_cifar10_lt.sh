@@ -8,15 +8,24 @@
 #   grep -qx '/.device/' .git/info/exclude || echo /.device/ >> .git/info/exclude
 #
 # The call sends the working tree, which may hold 64 MiB: the zip (59 MiB) and the committed
-# results (26 MiB) do not fit together, so untrack results/ for the call and restore it after:
+# results (38 MiB) do not fit together, so untrack results/ for the call and restore it after:
 #
 #   git rm -r -q --cached results && echo /results/ >> .git/info/exclude
 #   run(command="bash scripts/device_cifar10_lt.sh", carry=[".device"], timeout_s=598)
 #   git reset -q && sed -i '\|^/results/$|d' .git/info/exclude
 #
+# The finished runs' folders must travel too, or the call redoes them: carry each
+# results/cifar10_lt/name=... folder that holds a result.json (8 carried paths at most; a
+# checkpoint does not fit beside the zip). Every call must carry .device again (a path carried
+# before and not now is removed there), while an ignored folder nobody carries stays on a warm
+# machine: a second call right after the first finds its stopped runs' checkpoints there.
+# Unpack what comes back here with
+#   cd results/cifar10_lt && tar xzf <files_at>/cifar10_lt_results.tgz \
+#     && mv pack.json packs/<date>_<card>_call<N>.json
+#
 # Extra arguments are overrides of the grid, e.g. 'sweep.data.options.imbalance_factor=[100]'.
 # scripts/pack_gpu_runs.py runs as many runs at once as the measured pace lets finish before
-# BUDGET seconds (default 582) are up, factor-100 runs first. One run alone took 391 s on an
+# BUDGET seconds (default 582) are up, factor-100 runs first. One uncompiled run alone took 391 s on an
 # H100 (2026-11-27), and k runs sharing an H100 slowed each other by 1.05 (k = 2) and 1.36
 # (k = 4) (benchmarks/gpu_concurrency.py, docs/benchmarks.md), so the second, third... run is
 # assumed to slow the others by the factors in JOIN_SLOWDOWN (default: those measurements,
