@@ -38,19 +38,26 @@
 # MAX_ACTIVE=4) with 'sweep.data.options.imbalance_factor=[10]', and call again at once on the
 # warm machine (it keeps the ignored results/ folder between calls), which resumes the runs
 # from their checkpoints.
-# COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run.
+# COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run, if the
+# CUDA-graph check of tests/engine/test_trainer.py passes there first (gpu_compile_check.log).
+# Compiled runs leave the GPU far less idle: on an H200 (2026-11-28) two of them slowed each
+# other by 1.67 (0.75 s an epoch alone, 1.26 shared; scripts/pack_pace.py), so with COMPILE the
+# default JOIN_SLOWDOWN is 1.67, then the full-GPU 1.5, 1.33...; the call's budget then fits
+# three or four factor-100 runs. Next calls: COMPILE=reduce-overhead bash scripts/device_cifar10_lt.sh
 # COMPILE=auto times it first (benchmarks/gpu_epoch_profile.py --compile reduce-overhead, its log
 # back as gpu_epoch_profile.log, which also fills the compiler's cache for the runs) and runs the
 # CUDA-graph check of tests/engine/test_trainer.py (gpu_compile_check.log); the runs compile
 # only if both pass and a compiled epoch takes under 0.8 of a plain one.
-# Try it on a CPU first with a tiny grid:
-#   OUT=runs/device-try BUDGET=150 bash scripts/device_cifar10_lt.sh model.name=resnet8 \
+# Try it on a CPU first with a tiny grid (RESULTS keeps it out of results/cifar10_lt):
+#   OUT=runs/device-try RESULTS=runs/device-try/runs BUDGET=150 \
+#     bash scripts/device_cifar10_lt.sh model.name=resnet8 \
 #     train.epochs=2 'optim.milestones=[1]' optim.warmup_epochs=0
 set -euo pipefail
 start=$(date +%s)
 BUDGET=${BUDGET:-582}
 OUT=${OUT:?set OUT to the folder the results go to}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)  # absolute: the packing below runs from another folder
+RESULTS=${RESULTS:-results/cifar10_lt}  # the sweep folder the runs go to
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export CDBLOSS_SHARED_DATA="${CDBLOSS_SHARED_DATA:-$PWD/.device}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -92,17 +99,29 @@ PY
   tail -1 "$OUT/gpu_compile_check.log" 2>/dev/null || true
   echo "train.compile for the runs: ${COMPILE:-off}"
 fi
-if [ -n "${COMPILE:-}" ]; then extra+=("train.compile=${COMPILE}"); fi
+if [ -n "${COMPILE:-}" ] && [ ! -f "$OUT/gpu_compile_check.log" ]; then
+  if ! timeout 240 python -m pytest -q -p no:cacheprovider tests/engine/test_trainer.py \
+    -k "gpu and compiled" > "$OUT/gpu_compile_check.log" 2>&1; then
+    echo "the CUDA-graph check failed (gpu_compile_check.log): these runs are not compiled"
+    COMPILE=
+  fi
+  tail -1 "$OUT/gpu_compile_check.log"
+fi
+slowdown="1.05 1.14 1.14 1.22 1.22 1.13"  # uncompiled ResNet-32 runs sharing an H100
+if [ -n "${COMPILE:-}" ]; then
+  extra+=("train.compile=${COMPILE}")
+  slowdown="1.67 1.5 1.33 1.25 1.2 1.17"  # two compiled runs on an H200, then a full GPU
+fi
 # decode the JPEGs once, before the runs start (each would otherwise decode them itself)
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -3
 left=$((BUDGET - ($(date +%s) - start) - 10))
 status=0
 python scripts/pack_gpu_runs.py configs/cifar10_lt.yaml train.progress=false "${extra[@]}" "$@" \
-  --out results/cifar10_lt --budget "$left" --first imbalance_factor=100 \
-  --max-active "${MAX_ACTIVE:-8}" --threads 2 --join-slowdown ${JOIN_SLOWDOWN:-1.05 1.14 1.14 1.22 1.22 1.13} || status=$?
+  --out "$RESULTS" --budget "$left" --first imbalance_factor=100 \
+  --max-active "${MAX_ACTIVE:-8}" --threads 2 --join-slowdown ${JOIN_SLOWDOWN:-$slowdown} || status=$?
 echo "pack exit status ${status} after $(($(date +%s) - start)) s"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
-mkdir -p results/cifar10_lt && cd results/cifar10_lt
+mkdir -p "$RESULTS" && cd "$RESULTS"
 find . -maxdepth 2 \( -name result.json -o -name config.json -o -name metrics.jsonl \
   -o -name error.json -o -name pack.json \) -print0 | tar czf "$OUT/cifar10_lt_results.tgz" --null -T -
 unfinished=()
