@@ -11,17 +11,20 @@
 # results (38 MiB) do not fit together, so untrack results/ for the call and restore it after:
 #
 #   git rm -r -q --cached results && echo /results/ >> .git/info/exclude
-#   run(command="bash scripts/device_cifar10_lt.sh", carry=[".device"], timeout_s=598)
+#   run(command="COMPILE=reduce-overhead bash scripts/device_cifar10_lt.sh",
+#       carry=[".device", "results/cifar10_lt"], timeout_s=598)
 #   git reset -q && sed -i '\|^/results/$|d' .git/info/exclude
 #
-# The finished runs' folders must travel too, or the call redoes them: carry each
-# results/cifar10_lt/name=... folder that holds a result.json (8 carried paths at most; a
-# checkpoint does not fit beside the zip). Every call must carry .device again (a path carried
-# before and not now is removed there), while an ignored folder nobody carries stays on a warm
-# machine: a second call right after the first finds its stopped runs' checkpoints there.
+# results/cifar10_lt travels so that the call skips the finished runs (about 0.5 MB); it must
+# hold no checkpoint.pt then: one (5.8 MB) does not fit beside the zip, so a run stopped at a
+# deadline resumes only on the same warm machine, not on a fresh one. Every call must carry
+# .device again (a path carried before and not now is removed there), while an ignored folder
+# that is not carried stays on a warm machine: a second call right after the first, carrying
+# only .device, finds the first's results/cifar10_lt, stopped runs' checkpoints included.
 # Unpack what comes back here with
 #   cd results/cifar10_lt && tar xzf <files_at>/cifar10_lt_results.tgz \
 #     && mv pack.json packs/<date>_<card>_call<N>.json
+# and commit each new run's result.json, config.json and metrics.jsonl.
 #
 # Extra arguments are overrides of the grid, e.g. 'sweep.data.options.imbalance_factor=[100]'.
 # scripts/pack_gpu_runs.py runs as many runs at once as the measured pace lets finish before
@@ -34,10 +37,10 @@
 # cifar10_lt_results.tgz (result.json, config.json, metrics.jsonl, error.json of every run
 # folder and pack.json, the scheduler's log), to unpack into results/cifar10_lt here, and the
 # checkpoints of runs stopped at the deadline as cifar10_lt_checkpoints.tar.part-* (resumable).
-# A factor-10 run (about 645 s alone) does not fit one call: pass --resumable (and, say,
-# MAX_ACTIVE=4) with 'sweep.data.options.imbalance_factor=[10]', and call again at once on the
-# warm machine (it keeps the ignored results/ folder between calls), which resumes the runs
-# from their checkpoints.
+# A factor-10 run (about 645 s alone uncompiled, about 250 s compiled) fits one call compiled;
+# uncompiled, pass --resumable (and, say, MAX_ACTIVE=4) with
+# 'sweep.data.options.imbalance_factor=[10]' and call again at once on the warm machine,
+# carrying only .device, which resumes the runs from their checkpoints.
 # COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run, if the
 # CUDA-graph check of tests/engine/test_trainer.py passes there first (gpu_compile_check.log).
 # Compiled runs leave the GPU far less idle: on an H200 (2026-11-28) two of them slowed each
