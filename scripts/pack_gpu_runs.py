@@ -261,16 +261,22 @@ def pack(
         measured = [p.step_s for p in paces if p.step_s is not None]
         if measured:
             fastest = min([fastest, *measured]) if fastest is not None else min(measured)
-        action, target = decide(
-            now,
-            math.inf if resumable else deadline,
-            paces,
-            next_steps,
-            max_active,
-            STARTUP_S,
-            fastest,
-            join_slowdown,
-        )
+        step: Action
+        if resumable and queue and len(active) < max_active:
+            # cut at the deadline anyway: no pace to wait for before filling max_active
+            step = ("launch", None)
+        else:
+            step = decide(
+                now,
+                math.inf if resumable else deadline,
+                paces,
+                next_steps,
+                max_active,
+                STARTUP_S,
+                fastest,
+                join_slowdown,
+            )
+        action, target = step
         if action == "wait" and not active:
             break  # the GPU is idle and the next run would not finish: end early
         if action == "launch":
