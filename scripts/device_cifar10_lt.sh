@@ -69,9 +69,9 @@ import torch
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "(cpu only)")
 PY
-# configs/cifar10_lt.yaml turns train.transform_on_device on (crop, flip, normalise on the GPU),
-# which had not run on a GPU when this was written: check it here first (seconds), and run
-# without it if the check fails (its log comes back as gpu_checks.log)
+# configs/cifar10_lt.yaml turns train.transform_on_device on (crop, flip, normalise on the GPU;
+# its checks passed on an H200, 2026-11-28): check it here first (seconds), and run without it
+# if the check fails (its log comes back as gpu_checks.log)
 extra=()
 if ! timeout 180 python -m pytest -q -p no:cacheprovider tests/engine/test_trainer.py \
   -k "gpu and not compiled" > "$OUT/gpu_checks.log" 2>&1; then
