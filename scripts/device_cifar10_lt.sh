@@ -123,6 +123,7 @@ python scripts/pack_gpu_runs.py configs/cifar10_lt.yaml train.progress=false "${
   --out "$RESULTS" --budget "$left" --first imbalance_factor=100 \
   --max-active "${MAX_ACTIVE:-8}" --threads 2 --join-slowdown ${JOIN_SLOWDOWN:-$slowdown} || status=$?
 echo "pack exit status ${status} after $(($(date +%s) - start)) s"
+sed -i "s|$PWD/||g" "$OUT"/*.log  # the logs name the repo root of that machine: keep paths relative
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
 mkdir -p "$RESULTS" && cd "$RESULTS"
 find . -maxdepth 2 \( -name result.json -o -name config.json -o -name metrics.jsonl \
