@@ -15,7 +15,7 @@
 #       carry=[".device", "results/cifar10_lt"], timeout_s=598)
 #   git reset -q && sed -i '\|^/results/$|d' .git/info/exclude
 #
-# results/cifar10_lt travels so that the call skips the finished runs (about 0.5 MB); it must
+# results/cifar10_lt travels so that the call skips the finished runs (under 1 MB); it must
 # hold no checkpoint.pt then: one (5.8 MB) does not fit beside the zip, so a run stopped at a
 # deadline resumes only on the same warm machine, not on a fresh one. Every call must carry
 # .device again (a path carried before and not now is removed there), while an ignored folder
