@@ -18,9 +18,14 @@
 # results/cifar10_lt travels so that the call skips the finished runs (under 1 MB); it must
 # hold no checkpoint.pt then: one (5.8 MB) does not fit beside the zip, so a run stopped at a
 # deadline resumes only on the same warm machine, not on a fresh one. Every call must carry
-# .device again (a path carried before and not now is removed there), while an ignored folder
-# that is not carried stays on a warm machine: a second call right after the first, carrying
-# only .device, finds the first's results/cifar10_lt, stopped runs' checkpoints included.
+# .device again. A second call right after the first, on the warm machine: unpack the first's
+# results here (below) and carry results/cifar10_lt again, with .device. Not carried, the
+# folder loses there every file the repo's .gitignore does not ignore (result.json,
+# config.json) and keeps the ignored checkpoint.pt files, so the pack starts the grid over
+# (seen 2026-11-28: a second call carrying only .device re-ran CE at factor 100, kept as
+# results/cifar10_lt_repeat). Carried, the unpacked result.json files mark the finished runs;
+# whether a stopped run's checkpoint.pt left there survives the carried folder replacing the
+# old one is untested (the device tool says carried paths replace those there).
 # Unpack what comes back here with
 #   cd results/cifar10_lt && tar xzf <files_at>/cifar10_lt_results.tgz \
 #     && mv pack.json packs/<date>_<card>_call<N>.json
@@ -40,13 +45,16 @@
 # A factor-10 run (about 645 s alone uncompiled, about 250 s compiled) fits one call compiled;
 # uncompiled, pass --resumable (and, say, MAX_ACTIVE=4) with
 # 'sweep.data.options.imbalance_factor=[10]' and call again at once on the warm machine,
-# carrying only .device, which resumes the runs from their checkpoints.
+# carrying only .device, which resumes the runs from their checkpoints (on 2026-11-28 an
+# uncarried results/cifar10_lt kept its checkpoint.pt files there, as the repo ignores them;
+# but the call then also re-runs every finished run whose result.json is not there).
 # COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run, if the
 # CUDA-graph check of tests/engine/test_trainer.py passes there first (gpu_compile_check.log).
 # Compiled runs leave the GPU far less idle: on an H200 (2026-11-28) two of them slowed each
 # other by 1.67 (0.75 s an epoch alone, 1.26 shared; scripts/pack_pace.py), so with COMPILE the
 # default JOIN_SLOWDOWN is 1.67, then the full-GPU 1.5, 1.33...; the call's budget then fits
-# three or four factor-100 runs. Next calls: COMPILE=reduce-overhead bash scripts/device_cifar10_lt.sh
+# three factor-100 runs (a later call: three in 449 s, slowed 2.45 by each other).
+# Next calls: COMPILE=reduce-overhead bash scripts/device_cifar10_lt.sh
 # COMPILE=auto times it first (benchmarks/gpu_epoch_profile.py --compile reduce-overhead, its log
 # back as gpu_epoch_profile.log, which also fills the compiler's cache for the runs) and runs the
 # CUDA-graph check of tests/engine/test_trainer.py (gpu_compile_check.log); the runs compile
