@@ -44,10 +44,8 @@
 # checkpoints of runs stopped at the deadline as cifar10_lt_checkpoints.tar.part-* (resumable).
 # A factor-10 run (about 645 s alone uncompiled, about 250 s compiled) fits one call compiled;
 # uncompiled, pass --resumable (and, say, MAX_ACTIVE=4) with
-# 'sweep.data.options.imbalance_factor=[10]' and call again at once on the warm machine,
-# carrying only .device, which resumes the runs from their checkpoints (on 2026-11-28 an
-# uncarried results/cifar10_lt kept its checkpoint.pt files there, as the repo ignores them;
-# but the call then also re-runs every finished run whose result.json is not there).
+# 'sweep.data.options.imbalance_factor=[10]' and call again at once on the warm machine, as a
+# second call above (whether the stopped runs' checkpoints survive there is the untested part).
 # COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run, if the
 # CUDA-graph check of tests/engine/test_trainer.py passes there first (gpu_compile_check.log).
 # Compiled runs leave the GPU far less idle: on an H200 (2026-11-28) two of them slowed each
