@@ -151,6 +151,7 @@ def cdb_weights(
     normalize: bool = True,
     min_difficulty: float = 0.0,
     solved_accuracy: float = 1.0,
+    max_ratio: float | None = None,
 ) -> Tensor:
     r"""Class-wise difficulty-balanced weights (paper Eq. 2).
 
@@ -161,6 +162,11 @@ def cdb_weights(
     class that is perfect on validation gets weight 0 and so drops out of the loss).
     A class with :math:`A_c \ge` ``solved_accuracy`` counts as solved:
     :math:`d_c = 0` (the paper: only :math:`A_c = 1`).
+
+    With ``max_ratio = r`` (not in the paper) the weights are capped from
+    below, :math:`w_c \leftarrow \max(w_c, \max_k w_k / r)`, so the largest
+    weight is at most ``r`` times the smallest (a solved class keeps ``1/r`` of
+    the largest weight instead of 0).
 
     With ``normalize=True`` (the authors' code), :math:`w \leftarrow C w / \sum_k w_k`.
 
@@ -185,6 +191,7 @@ def cdb_weights(
             (not in the paper, whose rule is ``1.0``: a class with one
             validation mistake keeps a small weight). It and ``min_difficulty``
             pull in opposite directions, so at most one may differ from its default.
+        max_ratio: ``r > 1`` or ``None`` (no cap, the paper).
 
     Returns:
         Tensor ``(C,)`` of float weights, on the device of ``accuracy``, in its
@@ -197,6 +204,7 @@ def cdb_weights(
         tensor([2., 0.])
     """
     check_difficulty_options(min_difficulty, solved_accuracy)
+    check_max_ratio(max_ratio)
     acc = _as_accuracy(accuracy)
     out_dtype = (
         acc.dtype if acc.is_floating_point() and torch.is_tensor(accuracy) else torch.float32
@@ -214,6 +222,8 @@ def cdb_weights(
         weights = torch.where(nan, weights[~nan].mean(), weights)
     if float(weights.sum()) <= 0:
         weights = torch.ones_like(weights)
+    if max_ratio is not None:
+        weights = weights.clamp_min(float(weights.max()) / max_ratio)
     if normalize:
         weights = normalize_weights(weights)
     return weights.to(out_dtype)
@@ -229,6 +239,18 @@ def check_unit_interval(value: float, name: str, *, upper_closed: bool = False) 
     if not ok:
         interval = "(0, 1]" if upper_closed else "[0, 1)"
         raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
+
+
+def check_max_ratio(max_ratio: float | None) -> None:
+    """Raise ``ValueError`` unless ``max_ratio`` is ``None`` or a finite number ``> 1``."""
+    if max_ratio is None:
+        return
+    ok = isinstance(max_ratio, (int, float)) and not isinstance(max_ratio, bool)
+    if not ok or not math.isfinite(max_ratio) or max_ratio <= 1:
+        raise ValueError(
+            f"max_ratio must be None or a finite number > 1 (largest over smallest weight), "
+            f"got {max_ratio!r}"
+        )
 
 
 def check_difficulty_options(min_difficulty: float, solved_accuracy: float) -> None:

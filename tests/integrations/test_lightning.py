@@ -173,7 +173,7 @@ def test_weights_follow_validation_accuracy_and_skip_sanity_check(tmp_path: Path
     ckpt = torch.load(path, weights_only=False)
     state = ckpt["callbacks"][cdb.state_key]
     assert state["total"].tolist() == [60, 30, 30]
-    torch.testing.assert_close(ckpt["state_dict"]["loss_fn.weight"], final_w)
+    torch.testing.assert_close(ckpt["state_dict"]["loss_fn.weighting.weight"], final_w)
 
     # Restoring into a fresh callback before setup (as Lightning does on resume).
     restored = CDBCallback(loss_attr="loss_fn")

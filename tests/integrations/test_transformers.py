@@ -179,7 +179,9 @@ def test_weights_follow_eval_accuracy_and_skip_eval_on_start(tmp_path: Path) -> 
 
     # The weights are a buffer of the model's loss submodule: they are in its checkpoints.
     assert trainer.model is not None
-    torch.testing.assert_close(trainer.model.state_dict()["cdb_loss.weight"], probe.evals[-1][1])
+    torch.testing.assert_close(
+        trainer.model.state_dict()["cdb_loss.weighting.weight"], probe.evals[-1][1]
+    )
 
     # Evaluations and predictions after training do not touch the weights.
     final = cb.loss.weight.clone()
@@ -263,8 +265,8 @@ def test_compute_metrics_batched_equals_whole_set() -> None:
         m = batched.compute_metrics(EvalPrediction(preds, labels[lo:hi]), compute_result=k == 2)
     expected = torch.stack([(logits.argmax(1)[labels == c] == c).double().mean() for c in range(C)])
     assert whole._pending is not None and batched._pending is not None
-    torch.testing.assert_close(whole._pending, expected)
-    torch.testing.assert_close(batched._pending, expected)
+    torch.testing.assert_close(whole._pending.compute(sync=False), expected)
+    torch.testing.assert_close(batched._pending.compute(sync=False), expected)
     assert m == {k: v for k, v in m_whole.items() if k != "n"} and m_whole["n"] == 50
     assert seen == [None]
     assert np.isclose(m["cdb_tau"], float(m_whole["cdb_tau"]))

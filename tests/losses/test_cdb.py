@@ -106,7 +106,9 @@ def test_cached_positivity_follows_every_change_of_the_weights() -> None:
     assert v.item() == 0.0 and torch.count_nonzero(g) == 0
     loss.update_weights(torch.tensor([0.5, 0.5, 0.5, 0.5, 0.5]))
     assert loss.weight_positive()
-    loss.load_state_dict({**loss.state_dict(), "weight": torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0])})
+    loss.load_state_dict(
+        {**loss.state_dict(), "weighting.weight": torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0])}
+    )
     assert not loss.weight_positive()
 
 

@@ -59,6 +59,9 @@ FUNCTIONAL: dict[str, Functional] = {
     "eql": lambda m, z, y: equalization_loss(z, y, COUNTS, None, 0.9, None, None, m.reduction),
     "cdb-ce": lambda m, z, y: cdb_loss(z, y, m.weight, "ce", reduction=m.reduction),
     "cdb-focal": lambda m, z, y: cdb_loss(z, y, m.weight, "focal", 2.0, m.reduction),
+    "cdb-ce-paper": lambda m, z, y: cdb_loss(z, y, m.weight, "ce", reduction=m.reduction),
+    "cdb-ce-authors": lambda m, z, y: cdb_loss(z, y, m.weight, "ce", reduction=m.reduction),
+    "cdb-bs": lambda m, z, y: logit_adjusted_loss(z, y, COUNTS, 1.0, m.weight, m.reduction),
 }
 
 
@@ -117,7 +120,7 @@ def test_reductions_agree(name: str) -> None:
 def test_state_dict_round_trip(name: str) -> None:
     z, y = batch(4)
     m = make(name)
-    fresh = build_loss(name, C, class_counts=COUNTS).double()
+    fresh = build_loss(name, C, class_counts=COUNTS, reduction="mean").double()
     fresh.load_state_dict(m.state_dict())
     torch.testing.assert_close(seeded(lambda: fresh(z, y)), seeded(lambda: m(z, y)))
 

@@ -52,11 +52,18 @@ _LABELS = {
     "eql": "EQL",
     "cdb-ce": "CDB-CE",
     "cdb-focal": "CDB-Focal",
+    "cdb-ce-paper": "CDB-CE Eq. 3",
+    "cdb-ce-authors": "CDB-CE authors' code",
+    "cdb-bs": "CDB-BS",
 }
+
+#: registered CDB forms whose name already fixes tau and the reduction
+_CDB_PRESETS = ("cdb-ce-paper", "cdb-ce-authors")
 
 
 _ORDER = ["CE", "IFW", "IFW (sqrt)", "Focal", "CB", "CB-Focal", "EQL", "L2RW", "MWN", "LDAM", "LDAM-DRW",
-          "Balanced Softmax", "Logit adjustment", "CDB-CE", "CDB-Focal"]  # fmt: skip
+          "Balanced Softmax", "Logit adjustment", "CDB-CE Eq. 3", "CDB-CE authors' code", "CDB-CE",
+          "CDB-Focal", "CDB-BS"]  # fmt: skip
 
 
 def _row_order(label: str) -> tuple[int, list[Any]]:
@@ -86,16 +93,24 @@ def method_label(config: dict[str, Any]) -> str:
     if method == "mwn":
         return "MWN" if loss == "ce" else f"MWN ({_LABELS.get(loss, loss)})"
     label = str(_LABELS.get(loss, loss))
-    if loss.startswith("cdb"):
-        tau = opts.get("tau", "dynamic")
-        what = (
-            "dyn. tau" if tau == "dynamic" else str(tau) if isinstance(tau, str) else f"tau={tau:g}"
-        )
+    if loss in _CDB_PRESETS:
+        parts = _rule_changes(opts)
+        if "tau" in opts:
+            parts.insert(0, _tau_label(opts["tau"]))
+        label += f" ({', '.join(parts)})" if parts else ""
+    elif loss.startswith("cdb"):
+        what = _tau_label(opts.get("tau", "dynamic"))
         label += f" ({', '.join([what, *_rule_changes(opts)])})"
     reduction = opts.get("reduction")
     if reduction and reduction != "mean":
         label += f" [{reduction}]"
     return label
+
+
+def _tau_label(tau: Any) -> str:
+    if tau == "dynamic":
+        return "dyn. tau"
+    return str(tau) if isinstance(tau, str) else f"tau={tau:g}"
 
 
 @dataclass
@@ -271,7 +286,9 @@ def _rule_changes(loss_options: dict[str, Any]) -> list[str]:
     """How CDB loss options change the paper's weight rule, as label parts (none: the paper's).
 
     The moving average of the accuracies (``momentum``), the floor on the
-    difficulty (``min_difficulty``) and the solved threshold (``solved_accuracy``)
+    difficulty (``min_difficulty``), the solved threshold (``solved_accuracy``),
+    the cap (``max_ratio``), the deferral (``defer_until``), the prior
+    (``prior_strength``), the training-stream source and another base loss
     are this library's, not the paper's.
     """
     parts = []
@@ -281,6 +298,16 @@ def _rule_changes(loss_options: dict[str, Any]) -> list[str]:
         parts.append(f"min. difficulty {float(loss_options['min_difficulty']):g}")
     if loss_options.get("solved_accuracy", 1.0) != 1.0:
         parts.append(f"solved at {float(loss_options['solved_accuracy']):g}")
+    if loss_options.get("max_ratio") is not None:
+        parts.append(f"cap {float(loss_options['max_ratio']):g}")
+    if loss_options.get("defer_until"):
+        parts.append(f"from epoch {int(loss_options['defer_until'])}")
+    if loss_options.get("prior_strength"):
+        parts.append(f"prior {float(loss_options['prior_strength']):g}")
+    if loss_options.get("source", "val") != "val":
+        parts.append(f"{loss_options['source']} accuracy")
+    if loss_options.get("base", "ce") not in ("ce", "focal"):
+        parts.append(f"over {loss_options['base']}")
     return parts
 
 

@@ -173,6 +173,11 @@ class CDBCallback(Callback):
             )
         return self.loss, self.tracker
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Tell the weighting which epoch starts (ends a ``defer_until`` deferral)."""
+        loss, _ = self._ready()
+        loss.set_epoch(int(trainer.current_epoch))
+
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Zero the counts and put the tracker on the module's device."""
         if not self._active(trainer):
@@ -233,7 +238,7 @@ class CDBCallback(Callback):
                 "are left unchanged"
             )
             return
-        weights = loss.update_weights(accuracy)
+        weights = loss.update_weights(tracker)  # counts: the weighting's prior needs them
         if self.log_weights:
             p = self.log_prefix
             for c, (w, a) in enumerate(zip(weights.tolist(), accuracy.tolist(), strict=True)):

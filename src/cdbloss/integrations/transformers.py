@@ -42,6 +42,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -52,7 +53,6 @@ from torch import Tensor
 
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.losses.cdb import CDBLoss
-from cdbloss.weighting import cdb_weights, resolve_tau
 
 try:
     from transformers import (
@@ -135,7 +135,7 @@ class CDBTrainerCallback(TrainerCallback):
         self.log_metrics = log_metrics
         self.tracker = ClassDifficulty(loss.num_classes, ignore_index=loss.ignore_index)
         self.accuracy: Tensor | None = None
-        self._pending: Tensor | None = None
+        self._pending: ClassDifficulty | None = None
         self._in_train = False
 
     # -- functions handed to the Trainer ---------------------------------------------------
@@ -237,16 +237,17 @@ class CDBTrainerCallback(TrainerCallback):
             return metrics
 
         acc = self.tracker.compute(sync=False)  # predictions are already gathered
+        pending = copy.deepcopy(self.tracker)  # the counts: the weighting's prior needs them
         self.tracker.reset()
-        self._pending = acc
+        self._pending = pending
         if self.log_metrics and not bool(acc.isnan().all()):
-            loss = self.loss
-            weights = cdb_weights(acc, loss.tau, loss.eps, loss.normalize)
+            # exactly what on_evaluate will apply: the weighting previews its own update
+            weights, tau = self.loss.weighting.preview(pending, sync=False)
             for c in range(self.num_classes):
                 if not math.isnan(float(acc[c])):
                     metrics[f"cdb_accuracy_{c}"] = float(acc[c])
                 metrics[f"cdb_weight_{c}"] = float(weights[c])
-            metrics["cdb_tau"] = float(resolve_tau(loss.tau, acc, loss.eps))
+            metrics["cdb_tau"] = float(tau)
         return metrics
 
     # -- callback events ---------------------------------------------------------------
@@ -298,11 +299,11 @@ class CDBTrainerCallback(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         """Apply the accuracy of the evaluation that just ran to the loss's weights."""
-        acc, self._pending = self._pending, None
+        pending, self._pending = self._pending, None
         self.tracker.reset()
         if not self._in_train:
             return
-        if acc is None:
+        if pending is None:
             raise RuntimeError(
                 "CDBTrainerCallback: the evaluation passed no predictions to "
                 "CDBTrainerCallback.compute_metrics; pass compute_metrics=cb.compute_metrics "
@@ -321,6 +322,7 @@ class CDBTrainerCallback(TrainerCallback):
             return  # another dataset, or evaluate(metric_key_prefix=...) for a test set
         if state.global_step == 0:
             return  # eval_on_start: the first epoch stays plain cross-entropy
+        acc = pending.compute(sync=False)
         if bool(acc.isnan().all()):
             warnings.warn(
                 "CDBTrainerCallback: the evaluation counted no labelled sample; the CDB "
@@ -328,5 +330,15 @@ class CDBTrainerCallback(TrainerCallback):
                 stacklevel=2,
             )
             return
-        self.loss.update_weights(acc)
+        self.loss.update_weights(pending, sync=False)
         self.accuracy = acc
+
+    def on_epoch_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        """Tell the weighting which epoch starts (ends a ``defer_until`` deferral)."""
+        self.loss.set_epoch(int(state.epoch or 0))

@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import math
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from cdbloss.cdb import CDBWeighting
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.losses._common import check_reduction
 from cdbloss.losses.base import ClassWeightedLoss
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.focal import _check_gamma, focal_loss
-from cdbloss.weighting import (
-    TauSpec,
-    _as_accuracy,
-    cdb_weights,
-    check_difficulty_options,
-    check_unit_interval,
-    resolve_tau,
-)
+from cdbloss.losses.logit_adjusted import log_prior
+from cdbloss.weighting import TauSpec
 
-__all__ = ["BASES", "BaseWeightedLoss", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
+__all__ = ["BASES", "CDB_BASES", "BaseWeightedLoss", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
 
 Base = Literal["ce", "focal"]
 BASES: tuple[str, ...] = ("ce", "focal")
+#: the per-sample losses CDB weights: :data:`BASES` and Balanced Softmax (needs class counts)
+CDB_BASES: tuple[str, ...] = ("ce", "focal", "balanced-softmax")
 
 
 def cdb_loss(
@@ -116,48 +113,34 @@ class BaseWeightedLoss(ClassWeightedLoss):
         )
 
 
-class CDBLoss(BaseWeightedLoss):
-    r"""Class-wise Difficulty-Balanced loss as a module.
+class CDBLoss(nn.Module):
+    r"""Class-wise Difficulty-Balanced loss: a weighted loss plus a :class:`~cdbloss.CDBWeighting`.
 
-    Holds the current class weights in the buffer ``weight`` (so they are saved
-    and restored with ``state_dict()``). They start uniform (the first epoch is
-    plain cross-entropy, as in the authors' code) and change only through
-    :meth:`update_weights`, called after each validation pass:
+    The weights live in ``loss.weighting`` (its buffers, so ``state_dict()``
+    saves and restores them with every piece of their state). They start
+    uniform (the first epoch is the plain base loss, as in the authors' code)
+    and change only through :meth:`update_weights`, called after each
+    validation pass, and :meth:`set_epoch` (deferral):
 
-    .. math:: w_c = (1 - A_c)^{\tau}, \quad \tau = \frac{2}{1 + e^{-b}}, \quad
-        b = \frac{\max A}{\min A + \epsilon} - 1 \ (\text{dynamic})
+    .. math:: \ell_i = w_{y_i}\, \ell^{\text{base}}_i, \qquad w_c = (1 - A_c)^{\tau}
 
-    rescaled to sum to ``C`` when ``normalize``.
-
-    With ``momentum = m > 0`` (not in the paper) the weights come from an
-    exponential moving average of the validation accuracies instead of the
-    last epoch's alone, :math:`\bar A_c \leftarrow m \bar A_c + (1 - m) A_c`
-    (the first update takes :math:`A_c` as it is), so one epoch's swing moves
-    the weights by only ``1 - m`` of it. ``m = 0`` is the paper's rule.
-
-    With ``min_difficulty = delta > 0`` (not in the paper) the difficulty is
-    floored, :math:`d_c = \max(1 - A_c, \delta)`, so a class that is perfect
-    on validation keeps a small weight instead of dropping out of the loss.
-    ``solved_accuracy = s < 1`` (not in the paper) goes the other way: a class
-    with :math:`A_c \ge s` gets weight 0 as if it were perfect.
+    rescaled to sum to ``C`` when ``normalize``. Every option of the weights
+    (tau, eps, momentum, floor, solved threshold, cap, deferral, prior,
+    training-stream source) is documented at :class:`~cdbloss.CDBWeighting`.
 
     Args:
         num_classes: ``C``.
-        tau: float ``>= 0``, ``"dynamic"`` (paper) or ``"dynamic-sigmoid"`` (authors' CIFAR code).
-        eps: ``epsilon`` of the dynamic tau (paper 1e-4; authors' code 0.01).
-        normalize: rescale the weights to sum to ``C``.
-        base: ``"ce"`` (CDB-CE) or ``"focal"`` (CDB-focal, the weight as per-class alpha).
+        tau, eps, normalize, momentum, min_difficulty, solved_accuracy,
+            max_ratio, defer_until, prior_strength, source, swing_patience:
+            the weighting's settings (:class:`~cdbloss.CDBWeighting`).
+        base: the per-sample loss that is weighted: ``"ce"`` (CDB-CE),
+            ``"focal"`` (CDB-focal, the weight as per-class alpha) or
+            ``"balanced-softmax"`` (CE on :math:`z + \log n`; needs ``class_counts``).
         gamma: focal exponent for ``base="focal"``.
         reduction: ``"mean"`` | ``"sample_mean"`` | ``"sum"`` | ``"none"``
             (see :func:`cdb_loss`).
         ignore_index: targets to skip.
-        momentum: ``m`` in ``[0, 1)``, the weight of the past in the moving
-            average of the accuracies (0: the paper, no averaging).
-        min_difficulty: floor ``delta`` in ``[0, 1)`` on the difficulty,
-            ``d_c = max(1 - A_c, delta)`` (0: the paper, where a class that is
-            perfect on validation gets weight 0; see :func:`cdbloss.cdb_weights`).
-        solved_accuracy: in ``(0, 1]``; a class at or above this validation
-            accuracy gets weight 0 (1.0: the paper, only a perfect class).
+        class_counts: training samples per class ``(C,)``, for ``base="balanced-softmax"``.
 
     Shape:
         logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` for ``reduction="none"``.
@@ -171,8 +154,7 @@ class CDBLoss(BaseWeightedLoss):
         tensor([0., 2.])
     """
 
-    tau_value: Tensor
-    accuracy: Tensor
+    log_prior: Tensor
 
     def __init__(
         self,
@@ -187,66 +169,134 @@ class CDBLoss(BaseWeightedLoss):
         momentum: float = 0.0,
         min_difficulty: float = 0.0,
         solved_accuracy: float = 1.0,
+        max_ratio: float | None = None,
+        defer_until: int = 0,
+        prior_strength: float = 0.0,
+        source: str = "val",
+        swing_patience: int = 3,
+        class_counts: Sequence[int] | Tensor | None = None,
     ) -> None:
+        super().__init__()
         check_reduction(reduction)
-        check_unit_interval(momentum, "momentum")
-        check_difficulty_options(min_difficulty, solved_accuracy)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"eps must be a float > 0, got {eps!r}")
-        resolve_tau(tau, [1.0], eps)  # validates tau before any work
-        super().__init__(num_classes, None, base, gamma, reduction, ignore_index)
-        self.tau = tau
-        self.eps = float(eps)
-        self.normalize = normalize
-        self.momentum = float(momentum)
-        self.min_difficulty = float(min_difficulty)
-        self.solved_accuracy = float(solved_accuracy)
-        # The last tau and the accuracy the weights came from (the moving average when
-        # momentum > 0), for logging and for that average; NaN before the first update.
-        self.register_buffer("tau_value", torch.tensor(math.nan, dtype=torch.float64))
-        self.register_buffer("accuracy", torch.full((num_classes,), math.nan, dtype=torch.float64))
+        if base not in CDB_BASES:
+            raise ValueError(f"base must be one of {CDB_BASES}, got {base!r}")
+        _check_gamma(gamma)
+        self.weighting = CDBWeighting(
+            num_classes,
+            tau=tau,
+            eps=eps,
+            normalize=normalize,
+            momentum=momentum,
+            min_difficulty=min_difficulty,
+            solved_accuracy=solved_accuracy,
+            max_ratio=max_ratio,
+            defer_until=defer_until,
+            prior_strength=prior_strength,
+            source=source,
+            swing_patience=swing_patience,
+        )
+        self.num_classes = num_classes
+        self.base = base
+        self.gamma = float(gamma)
+        self.reduction = reduction
+        self.ignore_index = ignore_index
+        if base == "balanced-softmax":
+            if class_counts is None:
+                raise ValueError(
+                    "CDBLoss(base='balanced-softmax') needs class_counts (training samples "
+                    "per class) for the prior log n_c"
+                )
+            self.register_buffer("log_prior", log_prior(class_counts, num_classes).float())
+        self._positive_key: tuple[int, int] | None = None
+        self._positive = True
+
+    # the weighting's settings and state, read through the loss
+    @property
+    def weight(self) -> Tensor:
+        """The applied class weights ``(C,)`` (the weighting's buffer)."""
+        return self.weighting.weight
+
+    @property
+    def tau(self) -> TauSpec:
+        return self.weighting.tau
+
+    @property
+    def eps(self) -> float:
+        return self.weighting.eps
+
+    @property
+    def normalize(self) -> bool:
+        return self.weighting.normalize
+
+    @property
+    def momentum(self) -> float:
+        return self.weighting.momentum
+
+    @property
+    def tau_value(self) -> Tensor:
+        """The tau of the last update (NaN before it)."""
+        return self.weighting.tau_value
+
+    @property
+    def accuracy(self) -> Tensor:
+        """The accuracy the weights came from (after prior and moving average)."""
+        return self.weighting.accuracy
+
+    def weight_positive(self) -> bool:
+        """Whether every class weight is > 0, cached until the buffer changes."""
+        w = self.weight
+        key = (id(w), w._version)
+        if key != self._positive_key:
+            self._positive = bool((w > 0).all())
+            self._positive_key = key
+        return self._positive
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if self.weighting.source == "train" and self.training and torch.is_grad_enabled():
+            keep = target != self.ignore_index
+            self.weighting.observe(logits.detach()[keep], target[keep])
+        base = self.base
+        if base == "balanced-softmax":
+            base = "ce"
+            if logits.dim() == 2 and logits.shape[1] == self.num_classes:
+                logits = logits + self.log_prior.to(device=logits.device, dtype=logits.dtype)
+        return cdb_loss(
+            logits,
+            target,
+            self.weight,
+            base,
+            self.gamma,
+            self.reduction,
+            self.ignore_index,
+            weight_positive=self.weight_positive(),
+        )
 
     @torch.no_grad()
-    def update_weights(self, accuracy: Tensor | ClassDifficulty) -> Tensor:
+    def update_weights(
+        self, accuracy: Tensor | ClassDifficulty | None = None, *, sync: bool = True
+    ) -> Tensor:
         """Set the weights from per-class validation accuracy ``(C,)`` or a tracker.
 
-        With a :class:`ClassDifficulty`, its ``compute()`` is used (summed over
-        ranks under ``torch.distributed``, so every rank gets the same weights).
-        With ``momentum > 0`` the accuracy is first folded into the moving
-        average held in the ``accuracy`` buffer; a class that is NaN on either
-        side (no validation samples) takes the side that is not.
+        :meth:`CDBWeighting.update`: with a :class:`ClassDifficulty`, its counts
+        (summed over ranks under ``torch.distributed``, so every rank gets the
+        same weights). With ``source="train"`` the argument is not used.
 
         Returns:
-            The new weights ``(C,)`` (a copy).
+            The new applied weights ``(C,)`` (a copy).
         """
-        acc = (
-            accuracy.compute()
-            if isinstance(accuracy, ClassDifficulty)
-            else torch.as_tensor(accuracy)
-        )
-        if acc.dim() != 1 or acc.shape[0] != self.num_classes:
-            raise ValueError(
-                f"accuracy must have shape (C,) = ({self.num_classes},), got {tuple(acc.shape)}"
-            )
-        acc = acc.detach().to(device="cpu", dtype=torch.float64)
-        if self.momentum > 0:
-            _as_accuracy(acc)  # reject a bad value before it enters the average
-            prev = self.accuracy.to(device="cpu")
-            mixed = self.momentum * prev + (1.0 - self.momentum) * acc
-            acc = torch.where(prev.isnan(), acc, torch.where(acc.isnan(), prev, mixed))
-        weights = cdb_weights(
-            acc, self.tau, self.eps, self.normalize, self.min_difficulty, self.solved_accuracy
-        )
-        self.weight.copy_(weights)
-        self.accuracy.copy_(acc)
-        self.tau_value.fill_(resolve_tau(self.tau, acc, self.eps))
-        return self.weight.detach().clone()
+        return self.weighting.update(accuracy, sync=sync)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` (from 0): ends a deferral (``defer_until``)."""
+        self.weighting.set_epoch(epoch)
+
+    def options(self) -> dict[str, Any]:
+        """The weighting's settings that differ from the paper's rule."""
+        return self.weighting.options()
 
     def extra_repr(self) -> str:
+        gamma = f", gamma={self.gamma}" if self.base == "focal" else ""
         return (
-            f"{super().extra_repr()}, tau={self.tau!r}, eps={self.eps}, "
-            f"normalize={self.normalize}, base={self.base!r}"
-            + (f", momentum={self.momentum}" if self.momentum else "")
-            + (f", min_difficulty={self.min_difficulty}" if self.min_difficulty else "")
-            + (f", solved_accuracy={self.solved_accuracy}" if self.solved_accuracy < 1 else "")
+            f"num_classes={self.num_classes}, reduction={self.reduction!r}, "
+            f"base={self.base!r}{gamma}"
         )

@@ -96,6 +96,8 @@ def build_loss(
         if class_counts is None:
             raise ValueError(f"loss {name!r} needs class_counts (training samples per class)")
         kwargs["class_counts"] = class_counts
+    elif class_counts is not None and "class_counts" in accepted:
+        kwargs.setdefault("class_counts", class_counts)  # optional: used by some settings
     return spec.cls(num_classes=num_classes, **kwargs)
 
 
@@ -122,6 +124,27 @@ _REGISTRATIONS: list[tuple[str, type[nn.Module], bool, str, dict[str, Any]]] = [
     ("logit-adjusted", LogitAdjustedLoss, True, "logit-adjusted CE (Menon et al. 2021)", {}),
     ("eql", EqualizationLoss, True, "softmax equalization loss (Tan et al. 2020)", {}),
     ("cdb-ce", CDBLoss, False, "CDB with cross-entropy (Sinha et al. 2020)", {"base": "ce"}),
+    (
+        "cdb-ce-paper",
+        CDBLoss,
+        False,
+        "CDB-CE as the paper writes it: Eq. 3 dynamic tau, eps 1e-4, weighted mean",
+        {"base": "ce", "tau": "dynamic", "eps": 1e-4, "reduction": "mean"},
+    ),
+    (
+        "cdb-ce-authors",
+        CDBLoss,
+        False,
+        "CDB-CE as the authors' CIFAR code runs it: sigmoid tau, eps 0.01, mean over N",
+        {"base": "ce", "tau": "dynamic-sigmoid", "eps": 0.01, "reduction": "sample_mean"},
+    ),
+    (
+        "cdb-bs",
+        CDBLoss,
+        True,
+        "CDB weights over the Balanced Softmax loss (not in the paper)",
+        {"base": "balanced-softmax"},
+    ),
     ("cdb-focal", CDBLoss, False, "CDB with focal loss", {"base": "focal"}),
 ]
 for _name, _cls, _needs, _desc, _defaults in _REGISTRATIONS:

@@ -1,0 +1,52 @@
+#!/bin/bash
+# The long-tail study of CDB settings (docs/results.md, "Making CDB work on long tails").
+# Resumable: every run writes its result.json into results/longtail_study/<data set>/ and a
+# rerun skips finished runs. Usage:
+#   bash scripts/longtail_study.sh stage1            # every candidate on MNIST-LT and Fashion-MNIST-LT
+#   bash scripts/longtail_study.sh stage2 'V1, V2'   # chosen candidates (on validation) on the CPU CIFAR-10-LT
+#   bash scripts/longtail_study.sh baselines         # the CE / Balanced Softmax / LDAM-DRW seeds the older grids lack
+# Factors 100 and 10, seeds 0-2. CLI overrides the python that runs the sweeps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLI=${CLI:-.venv/bin/python -m cdbloss}
+OUT=${OUT:-results/longtail_study}
+SEEDS='sweep.seed=[0,1,2]'
+FACTORS='sweep.data.options.imbalance_factor=[100,10]'
+
+# The candidates; D is the epoch of the first learning-rate decay (24 of 30 on the MNIST sets,
+# 13 of 16 on the CPU CIFAR-10-LT), where the deferred forms switch their weights on.
+candidates() {
+  local D=$1
+  cat <<LIST
+{loss.name: cdb-ce-authors},
+{loss.name: cdb-ce, loss.options: {tau: dynamic, defer_until: $D}},
+{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10}},
+{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, defer_until: $D}},
+{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, source: train}},
+{loss.name: cdb-bs, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10}},
+{loss.name: cdb-bs, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, defer_until: $D}}
+LIST
+}
+variants() { echo "sweep.variants=[$(tr -d '\n' <<<"$1")]"; }
+
+case "${1:-}" in
+  stage1)
+    V=$(variants "$(candidates 24)")
+    $CLI sweep configs/mnist_lt.yaml "$SEEDS" "$V" "$FACTORS" --workers 2 --out "$OUT/mnist_lt"
+    $CLI sweep configs/fashion_mnist_lt.yaml "$SEEDS" "$V" "$FACTORS" --workers 2 --out "$OUT/fashion_mnist_lt"
+    ;;
+  stage2)
+    V=$(variants "${2:?give the chosen variants, as in candidates(), with D=13}")
+    $CLI sweep configs/cifar10_lt_cpu.yaml "$SEEDS" "$V" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu"
+    ;;
+  baselines)
+    LD24='{loss.name: ldam-drw, loss.options: {drw_epoch: 24}, model.options: {normed_linear: true}}'
+    LD13='{loss.name: ldam-drw, loss.options: {drw_epoch: 13}, model.options: {normed_linear: true}}'
+    for d in mnist_lt fashion_mnist_lt; do
+      $CLI sweep configs/$d.yaml 'sweep.seed=[1,2]' "sweep.variants=[$LD24]" "$FACTORS" --workers 2 --out "$OUT/$d"
+    done
+    $CLI sweep configs/cifar10_lt_cpu.yaml 'sweep.seed=[2]' 'sweep.variants=[{loss.name: ce}, {loss.name: balanced-softmax}]' "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu"
+    $CLI sweep configs/cifar10_lt_cpu.yaml 'sweep.seed=[1,2]' "sweep.variants=[$LD13]" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu"
+    ;;
+  *) echo "usage: $0 stage1 | stage2 'VARIANTS' | baselines" >&2; exit 2 ;;
+esac
