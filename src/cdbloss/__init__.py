@@ -11,6 +11,7 @@ Five lines in your own loop::
 
 from __future__ import annotations
 
+from cdbloss.cdb import CDBWeighting, SwingWarning
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.losses import (
     LOSSES,
@@ -38,6 +39,7 @@ from cdbloss.losses import (
     logit_adjusted_loss,
     weighted_cross_entropy,
 )
+from cdbloss.sampler import CDBSampler
 from cdbloss.weighting import (
     cdb_weights,
     class_balanced_weights,
@@ -53,6 +55,8 @@ __all__ = [
     "REDUCTIONS",
     "BalancedSoftmaxLoss",
     "CDBLoss",
+    "CDBSampler",
+    "CDBWeighting",
     "ClassBalancedLoss",
     "ClassDifficulty",
     "CrossEntropyLoss",
@@ -61,6 +65,7 @@ __all__ = [
     "InverseFrequencyLoss",
     "LDAMLoss",
     "LogitAdjustedLoss",
+    "SwingWarning",
     "__version__",
     "balanced_softmax_loss",
     "build_loss",

@@ -52,6 +52,12 @@ __all__ = ["SOURCES", "CDBWeighting", "SwingWarning"]
 Source = Literal["val", "train"]
 SOURCES: tuple[str, ...] = ("val", "train")
 
+#: what the swing warning advises (the study in docs/results.md measured it)
+SWING_FIX = (
+    "a moving average of the accuracies (momentum=0.9) and a cap on the weight ratio "
+    "(max_ratio=10) keep them steady; see docs/losses.md, 'Which CDB settings to use'"
+)
+
 #: jump of a class's relative weight (w_c / max w) that counts as one half of a swing
 _SWING_JUMP = 0.5
 
@@ -286,7 +292,6 @@ class CDBWeighting(nn.Module):
         w, tau = self._weights(self._smoothed(acc, counts))
         return (torch.ones_like(w) if self.deferred else w), tau
 
-    @torch.no_grad()
     def update(
         self, accuracy: Tensor | ClassDifficulty | None = None, *, sync: bool = True
     ) -> Tensor:
@@ -308,16 +313,26 @@ class CDBWeighting(nn.Module):
                 f"CDBWeighting(defer_until={self.defer_until}) needs set_epoch(epoch) at the "
                 "start of every epoch, and it was never called"
             )
-        acc, counts = self._counts(accuracy, sync)
-        acc = self._smoothed(acc, counts)
-        w, tau = self._weights(acc)
-        self.accuracy.copy_(acc)
-        self.tau_value.fill_(tau)
-        self.computed.copy_(w)
-        self._set_applied()
-        if self.train_counts is not None:
-            self.train_counts.reset()
-        self._watch(self.weight.detach().cpu().double())
+        with torch.no_grad():
+            acc, counts = self._counts(accuracy, sync)
+            acc = self._smoothed(acc, counts)
+            w, tau = self._weights(acc)
+            self.accuracy.copy_(acc)
+            self.tau_value.fill_(tau)
+            self.computed.copy_(w)
+            self._set_applied()
+            if self.train_counts is not None:
+                self.train_counts.reset()
+            swinging = self._watch(self.weight.detach().cpu().double())
+        if swinging:
+            warnings.warn(
+                f"CDB weights swing between classes: for {int(self.swing_run)} updates in a "
+                "row a class's weight jumped up then down by over half the largest weight "
+                f"(tau={self.tau!r}). The weights over-correct from one update to the next; "
+                f"{SWING_FIX}",
+                SwingWarning,
+                stacklevel=2,
+            )
         return self.weight.detach().clone()
 
     def set_epoch(self, epoch: int) -> None:
@@ -340,11 +355,14 @@ class CDBWeighting(nn.Module):
 
     # ------------------------------------------------------------------ the guard
 
-    def _watch(self, w: Tensor) -> None:
-        """Count consecutive updates in which some class's weight reverses a big jump."""
+    def _watch(self, w: Tensor) -> bool:
+        """Count consecutive updates in which some class's weight reverses a big jump.
+
+        Returns True once: when the count first reaches ``swing_patience``.
+        """
         top = float(w.max())
         if self.swing_patience == 0 or self.deferred or top <= 0:
-            return
+            return False
         rel = w / top
         prev = self.prev_rel.cpu()
         step = torch.zeros_like(self.prev_step.cpu())
@@ -357,12 +375,5 @@ class CDBWeighting(nn.Module):
         self.prev_step.copy_(step)
         if int(self.swing_run) >= self.swing_patience and not bool(self.warned):
             self.warned.fill_(True)
-            warnings.warn(
-                f"CDB weights swing between classes: for {int(self.swing_run)} updates in a "
-                "row a class's weight jumped up then down by over half the largest weight "
-                f"(tau={self.tau!r}). The weights over-correct; try "
-                "CDBLoss(momentum=0.9, max_ratio=10) or a deferral to the first "
-                "learning-rate decay (defer_until=...), see docs/losses.md",
-                SwingWarning,
-                stacklevel=3,
-            )
+            return True
+        return False

@@ -437,3 +437,50 @@ def test_channels_last_trains_the_same_model_in_the_other_memory_format(tmp_path
     assert (
         results[True]["test"]["per_class_accuracy"] == results[False]["test"]["per_class_accuracy"]
     )
+
+
+def test_deferred_cdb_trains_with_uniform_weights_until_the_epoch(tmp_path: Path) -> None:
+    raw = tiny_config(train__epochs=4, loss__options={"tau": 1.0, "defer_until": 2})
+    result = Trainer(config_from_dict(raw), tmp_path / "run").fit()
+    hist = result["history"]
+    # weights logged after an epoch are the ones in force then: uniform through epoch 2 ...
+    assert hist[0]["weights"] == [1.0, 1.0, 1.0] and hist[1]["weights"] == [1.0, 1.0, 1.0]
+    # ... and from the third epoch on, the difficulty weights of the last validation pass
+    for h in hist[2:]:
+        acc = torch.tensor(h["val_per_class_accuracy"], dtype=torch.float64)
+        assert h["weights"] == pytest.approx(cdb_weights(acc, tau=1.0).tolist(), rel=1e-6)
+
+
+def test_cdb_sampler_draws_by_difficulty_and_resumes_to_the_same_result(tmp_path: Path) -> None:
+    raw = tiny_config(
+        loss__name="ce",
+        train__epochs=4,
+        train__checkpoint_every=1,
+        train__sampler="cdb",
+        train__sampler_options={"tau": 1.0, "momentum": 0.5},
+    )
+    straight = Trainer(config_from_dict(raw), tmp_path / "straight").fit()
+    for h in straight["history"]:
+        assert sum(h["sampler_probabilities"]) == pytest.approx(1.0)
+    late = straight["history"][-1]
+    uniform = tiny_config(loss__name="ce", train__epochs=4)
+    plain = Trainer(config_from_dict(uniform), tmp_path / "plain").fit()
+    assert plain["history"][0]["train_loss"] != straight["history"][0]["train_loss"]
+    assert late["sampler_probabilities"] != [1 / 3] * 3
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config_from_dict(raw), tmp_path / "cut", fail_after_batches=2 * 8 + 3).fit()
+    resumed = Trainer(config_from_dict(raw), tmp_path / "cut").fit()
+    assert resumed["test"] == straight["test"]
+    assert [h["sampler_probabilities"] for h in resumed["history"]] == [
+        h["sampler_probabilities"] for h in straight["history"]
+    ]
+
+
+def test_training_stream_difficulty_needs_no_validation_accuracy(tmp_path: Path) -> None:
+    raw = tiny_config(train__epochs=3, loss__options={"tau": 1.0, "source": "train"})
+    result = Trainer(config_from_dict(raw), tmp_path / "run").fit()
+    weights = [h["weights"] for h in result["history"]]
+    assert weights[0] != [1.0, 1.0, 1.0]
+    # the weights are not the validation accuracy's: they come from the training batches
+    acc = torch.tensor(result["history"][0]["val_per_class_accuracy"], dtype=torch.float64)
+    assert weights[0] != pytest.approx(cdb_weights(acc, tau=1.0).tolist(), rel=1e-6)

@@ -140,6 +140,12 @@ class TrainConfig:
             CPU, so the batches are the same. Needs ``num_workers: 0`` and
             datasets whose ``get_batch`` takes ``device`` (the built-in ones);
             no effect on the CPU.
+        sampler: ``uniform`` (each epoch a random permutation of the training
+            set) or ``cdb`` (CDB-S, :class:`~cdbloss.CDBSampler`: classes drawn
+            with probabilities that follow the CDB weights, updated from each
+            validation pass).
+        sampler_options: the CDB-S weighting's settings
+            (:class:`~cdbloss.CDBWeighting`: ``tau``, ``momentum``, ...).
         compile: ``off``, or a ``torch.compile`` mode for the training forward
             and backward: ``default``, ``reduce-overhead`` (CUDA graphs: one
             launch replays a whole step, for small models whose step the CPU's
@@ -167,6 +173,8 @@ class TrainConfig:
     channels_last: bool = False
     transform_on_device: bool = False
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
+    sampler: Literal["uniform", "cdb"] = "uniform"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -56,6 +56,7 @@ from cdbloss.engine.distributed import (
 from cdbloss.losses import build_loss, wants_difficulty, wants_epoch
 from cdbloss.metrics import ConfusionMatrix, summarize
 from cdbloss.models import build_model
+from cdbloss.sampler import CDBSampler, dataset_targets
 
 __all__ = ["NonFiniteLossError", "Trainer", "lr_factor", "train"]
 
@@ -284,6 +285,18 @@ class Trainer:
             nesterov=cfg.optim.nesterov,
         )
         meta_step = self._make_meta_step(model, loss_fn) if cfg.train.method != "standard" else None
+        sampler = (
+            CDBSampler(
+                dataset_targets(splits.train),
+                c,
+                seed=cfg.seed,
+                num_replicas=1,  # the plan is sharded over ranks below, as the permutation is
+                rank=0,
+                **cfg.train.sampler_options,
+            )
+            if cfg.train.sampler == "cdb"
+            else None
+        )
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.out_dir / "config.json", config_to_dict(cfg))
@@ -300,6 +313,8 @@ class Trainer:
             loss_fn.load_state_dict(state["loss"])
             if meta_step is not None and "meta" in state:
                 meta_step.load_state_dict(state["meta"])
+            if sampler is not None and state.get("sampler") is not None:
+                sampler.load_state_dict(state["sampler"])
             start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
             best = state["best"]
             timing = dict(state.get("timing", timing))
@@ -322,7 +337,13 @@ class Trainer:
             if wants_epoch(loss_fn):
                 cast(Any, loss_fn).set_epoch(epoch)
             t0 = time.perf_counter()
-            perm = torch.randperm(_size(splits.train), generator=_epoch_generator(cfg.seed, epoch))
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+                perm = sampler.plan()
+            else:
+                perm = torch.randperm(
+                    _size(splits.train), generator=_epoch_generator(cfg.seed, epoch)
+                )
             mine = shard_indices(perm, info.rank, info.world_size, pad=True)
             train_model.train()
             n_batches = 0
@@ -372,6 +393,7 @@ class Trainer:
                 last
                 or (epoch + 1) % cfg.train.val_every == 0
                 or wants_difficulty(loss_fn)
+                or sampler is not None
                 or cfg.train.select == "best"
             )
             val: dict[str, Any] | None = None
@@ -380,6 +402,8 @@ class Trainer:
                 val, tracker = self.evaluate(model, splits.val, c, splits.class_counts)
                 if wants_difficulty(loss_fn):
                     weights = cast(Any, loss_fn).update_weights(tracker)
+                if sampler is not None:
+                    sampler.update(tracker)
             if info.distributed and weights is not None:
                 _check_same_on_all_ranks(
                     weights.to(device), f"class weights after epoch {epoch + 1}"
@@ -402,6 +426,8 @@ class Trainer:
                     record["val_per_class_accuracy"] = val["per_class_accuracy"]
             if c <= _MAX_CLASSES_IN_HISTORY and weights is not None:
                 record["weights"] = [float(v) for v in weights.tolist()]
+            if c <= _MAX_CLASSES_IN_HISTORY and sampler is not None:
+                record["sampler_probabilities"] = [float(p) for p in sampler.probabilities()]
             tau = getattr(loss_fn, "tau_value", None)
             if tau is not None:
                 record["tau"] = float(tau)
@@ -423,6 +449,7 @@ class Trainer:
                         "optimizer": opt.state_dict(),
                         "loss": loss_fn.state_dict(),
                         "meta": meta_step.state_dict() if meta_step is not None else None,
+                        "sampler": sampler.state_dict() if sampler is not None else None,
                         "history": history,
                         "best": best,
                         "timing": timing,
