@@ -484,3 +484,23 @@ def test_training_stream_difficulty_needs_no_validation_accuracy(tmp_path: Path)
     # the weights are not the validation accuracy's: they come from the training batches
     acc = torch.tensor(result["history"][0]["val_per_class_accuracy"], dtype=torch.float64)
     assert weights[0] != pytest.approx(cdb_weights(acc, tau=1.0).tolist(), rel=1e-6)
+
+
+def test_no_weight_decay_exempts_the_named_parameters(tmp_path: Path) -> None:
+    from cdbloss.engine.trainer import _param_groups
+
+    model = build_model("mlp", 3, in_features=8, hidden=16)
+    groups = _param_groups(model, ["net.2.bias"])
+    assert groups[1] == {"params": [model.net[2].bias], "weight_decay": 0.0}
+    assert len(groups[0]["params"]) == 3
+    # one SGD step on zero gradients: decay shrinks every parameter but the exempt bias
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD(groups, lr=0.1, weight_decay=1.0)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]) == (n == "net.2.bias"), n
+    raw = tiny_config(loss__name="ce", train__epochs=1, optim__no_weight_decay=["fc.bias"])
+    with pytest.raises(ValueError, match=r"does not have: \['fc.bias'\]"):
+        Trainer(config_from_dict(raw), tmp_path / "bad").fit()

@@ -326,3 +326,34 @@ def test_a_report_of_one_run_speaks_of_it_in_the_singular(tmp_path: Path) -> Non
     text = write_report(tmp_path, figures=False).read_text()
     assert text.startswith(f"# Report: 1 finished run under `{tmp_path}`")
     assert "The one run: 11 s (0.00 h)." in text
+
+
+def test_new_cdb_settings_and_presets_get_their_own_labels() -> None:
+    def label(name: str, **opts: Any) -> str:
+        return method_label({"loss": {"name": name, "options": opts}})
+
+    assert label("cdb-ce-authors") == "CDB-CE authors' code"
+    assert label("cdb-ce-paper", max_ratio=10) == "CDB-CE Eq. 3 (cap 10)"
+    assert label("cdb-ce", tau=1.0, defer_until=13) == "CDB-CE (tau=1, from epoch 13)"
+    assert label("cdb-ce", source="train", prior_strength=5) == (
+        "CDB-CE (dyn. tau, prior 5, train accuracy)"
+    )
+    assert label("cdb-bs", tau="dynamic-sigmoid") == "CDB-BS (dynamic-sigmoid)"
+
+
+def test_runs_csv_gives_the_last_epoch_beside_a_best_on_validation_choice(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "runs", 1.0, 10, 0, val=0.5, test=0.6)
+    write_report(tmp_path / "runs", figures=False)
+    header = (tmp_path / "runs" / "runs.csv").read_text().splitlines()[0]
+    assert "top1_accuracy_last" not in header  # every run kept its last epoch
+    result_file = next((tmp_path / "runs").glob("*/result.json"))
+    result = json.loads(result_file.read_text())
+    result.update(select="best", best_epoch=3, test_last={"top1_accuracy": 0.55})
+    result_file.write_text(json.dumps(result))
+    write_report(tmp_path / "runs", figures=False)
+    row = next(csv.DictReader((tmp_path / "runs" / "runs.csv").open()))
+    assert (row["selected_epoch"], row["top1_accuracy_last"], row["top1_accuracy"]) == (
+        "3",
+        "0.55",
+        "0.6",
+    )

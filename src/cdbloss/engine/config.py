@@ -75,6 +75,9 @@ class OptimConfig:
     ``multistep``: ``gamma ** #(milestones <= e)``; ``cosine``:
     ``0.5 (1 + cos(pi e / epochs))``; ``constant``: 1. With ``warmup_epochs = k``
     the factor is multiplied by ``(e + 1) / k`` while ``e < k`` (linear warm-up).
+    ``no_weight_decay`` names parameters (as ``model.named_parameters()`` does,
+    e.g. ``linear.bias``) trained without weight decay (the CDB authors' CIFAR
+    code exempts the classifier bias).
     """
 
     lr: float = 0.1
@@ -85,6 +88,7 @@ class OptimConfig:
     milestones: list[float] = field(default_factory=list)
     gamma: float = 0.1
     warmup_epochs: int = 0
+    no_weight_decay: list[str] = field(default_factory=list)
 
 
 #: Config keys (dotted) that change how a run executes but not what it computes: they

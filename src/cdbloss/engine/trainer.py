@@ -278,7 +278,7 @@ class Trainer:
             device
         )
         opt = torch.optim.SGD(
-            model.parameters(),
+            _param_groups(model, cfg.optim.no_weight_decay),
             lr=cfg.optim.lr,
             momentum=cfg.optim.momentum,
             weight_decay=cfg.optim.weight_decay,
@@ -595,6 +595,23 @@ def _thin(records: list[dict[str, Any]], most: int) -> list[dict[str, Any]]:
         return records
     step = (len(records) - 1) / (most - 1)
     return [records[round(i * step)] for i in range(most)]
+
+
+def _param_groups(model: nn.Module, no_decay: list[str]) -> list[dict[str, Any]]:
+    """One parameter group, or two when some parameters train without weight decay."""
+    named = dict(model.named_parameters())
+    unknown = sorted(set(no_decay) - set(named))
+    if unknown:
+        raise ValueError(
+            f"optim.no_weight_decay names parameters the model does not have: {unknown}; "
+            f"its parameters end with {sorted(named)[-4:]}"
+        )
+    if not no_decay:
+        return [{"params": list(named.values())}]
+    return [
+        {"params": [p for n, p in named.items() if n not in no_decay]},
+        {"params": [named[n] for n in no_decay], "weight_decay": 0.0},
+    ]
 
 
 def _size(dataset: Dataset[Any]) -> int:

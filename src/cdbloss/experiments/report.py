@@ -766,6 +766,10 @@ RUN_FIELDS = (
     "run",
 )
 
+#: Added to runs.csv when some run kept its best-on-validation checkpoint
+#: (``train.select: best``): the epoch it kept and the last epoch's top-1, beside it.
+SELECT_FIELDS = ("selected_epoch", "top1_accuracy_last")
+
 
 def run_rows(runs: list[RunRecord]) -> list[dict[str, Any]]:
     """One row per run of one protocol: the values behind every cell of the main table.
@@ -798,6 +802,10 @@ def run_rows(runs: list[RunRecord]) -> list[dict[str, Any]]:
                 "macro_recall": round(float(r.result["test"].get("macro_recall", math.nan)), 6),
                 "train_val_s": round(seconds, 1) if seconds is not None else math.nan,
                 "run": r.path.as_posix(),
+                "selected_epoch": r.result.get("best_epoch", r.result.get("epochs")),
+                "top1_accuracy_last": round(
+                    float(r.result.get("test_last", r.result["test"])["top1_accuracy"]), 6
+                ),
             }
         )
     return sorted(
@@ -807,7 +815,7 @@ def run_rows(runs: list[RunRecord]) -> list[dict[str, Any]]:
 
 def _csv_text(rows: list[dict[str, Any]], fields: Sequence[str]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields))
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
@@ -898,7 +906,9 @@ def write_report(
     fields = ["protocol", "method", "column", "value", "metric", "mean", "std", "n"]
     atomic_write_text(out / "report.csv", _csv_text(all_rows, fields))
     per_run = [row for _, group in sorted(by_protocol.items()) for row in run_rows(group)]
-    atomic_write_text(out / "runs.csv", _csv_text(per_run, RUN_FIELDS))
+    selected = any(r.result.get("select") == "best" for r in runs)
+    run_fields = (*RUN_FIELDS, *SELECT_FIELDS) if selected else RUN_FIELDS
+    atomic_write_text(out / "runs.csv", _csv_text(per_run, run_fields))
     report = out / "report.md"
     atomic_write_text(report, "\n".join(md))
     return report
