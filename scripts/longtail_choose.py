@@ -20,7 +20,6 @@ import math
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
-from typing import Any
 
 from cdbloss.experiments.report import method_label
 
@@ -40,7 +39,9 @@ DATASETS = {
 BASELINES = ("CE", "Balanced Softmax", "LDAM-DRW")
 FACTORS = (100, 10)
 
-Scores = dict[str, dict[int, dict[int, tuple[float, float]]]]  # method -> factor -> seed -> (val, test)
+Scores = dict[
+    str, dict[int, dict[int, tuple[float, float]]]
+]  # method -> factor -> seed -> (val, test)
 
 
 def load(root: Path, folders: list[str], seeds: set[int] | None) -> Scores:
@@ -80,8 +81,10 @@ def main() -> None:
         scores = load(Path(args.results), folders, seeds)
         print(f"\n### {name}\n")
         for factor in FACTORS:
-            print(f"\nFactor {factor}: val = mean validation macro recall %, test = mean test top-1 %,"
-                  " vs X = paired mean test difference (wins-losses)\n")
+            print(
+                f"\nFactor {factor}: val = mean validation macro recall %, test = mean test top-1 %,"
+                " vs X = paired mean test difference (wins-losses)\n"
+            )
             print("| method | n | val | test | vs CE | vs Balanced Softmax | vs LDAM-DRW |")
             print("|---|---|---|---|---|---|---|")
             rows = sorted(m for m in scores if factor in scores[m] and scores[m][factor])
@@ -97,8 +100,10 @@ def main() -> None:
                     gains[m].append(mean(runs[s][0] - ce[s][0] for s in common))
                     cells[m] += 1
     print("\n### The choice, on validation only\n")
-    print("Mean over data sets and factors of the paired validation macro-recall gain over CE"
-          " (points); cells = data set x factor combinations the method has run in.\n")
+    print(
+        "Mean over data sets and factors of the paired validation macro-recall gain over CE"
+        " (points); cells = data set x factor combinations the method has run in.\n"
+    )
     print("| CDB method | cells | mean validation gain over CE |")
     print("|---|---|---|")
     for m in sorted(gains, key=lambda k: -mean(gains[k])):
