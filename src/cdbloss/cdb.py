@@ -47,7 +47,21 @@ from cdbloss.weighting import (
     resolve_tau,
 )
 
-__all__ = ["SOURCES", "CDBWeighting", "SwingWarning"]
+__all__ = ["PAPER_RULE", "SOURCES", "CDBWeighting", "SwingWarning"]
+
+#: The paper's rule (Eq. 2-4 as written): every weighting setting at the value the paper uses.
+PAPER_RULE: dict[str, Any] = {
+    "tau": "dynamic",
+    "eps": 1e-4,
+    "normalize": True,
+    "momentum": 0.0,
+    "min_difficulty": 0.0,
+    "solved_accuracy": 1.0,
+    "max_ratio": None,
+    "defer_until": 0,
+    "prior_strength": 0.0,
+    "source": "val",
+}
 
 Source = Literal["val", "train"]
 SOURCES: tuple[str, ...] = ("val", "train")
@@ -189,19 +203,7 @@ class CDBWeighting(nn.Module):
 
     def options(self) -> dict[str, Any]:
         """The settings that differ from the paper's rule, as constructor keywords."""
-        defaults: dict[str, Any] = {
-            "tau": "dynamic",
-            "eps": 1e-4,
-            "normalize": True,
-            "momentum": 0.0,
-            "min_difficulty": 0.0,
-            "solved_accuracy": 1.0,
-            "max_ratio": None,
-            "defer_until": 0,
-            "prior_strength": 0.0,
-            "source": "val",
-        }
-        return {k: getattr(self, k) for k, v in defaults.items() if getattr(self, k) != v}
+        return {k: getattr(self, k) for k, v in PAPER_RULE.items() if getattr(self, k) != v}
 
     def extra_repr(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())

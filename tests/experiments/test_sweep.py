@@ -76,3 +76,16 @@ def test_interrupted_run_is_resumed(tmp_path: Path) -> None:
     result = json.loads((tmp_path / run.run_id / "result.json").read_text())
     straight = Trainer(run.config, tmp_path / "straight").fit()
     assert result["test"] == json.loads(json.dumps(straight["test"]))
+
+
+def test_a_finished_run_of_another_experiment_is_not_skipped(tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config(train__epochs=1, sweep={"seed": [0]}))
+    run_sweep(cfg, tmp_path, workers=1, progress=False)
+    saved = tmp_path / "seed=0" / "config.json"
+    old = json.loads(saved.read_text())
+    old["loss"]["options"] = {"momentum": 0.5}  # as if the run had trained with other settings
+    saved.write_text(json.dumps(old))
+    again = run_sweep(cfg, tmp_path, workers=1, progress=False)
+    assert again["seed=0"]["status"] == "failed"
+    assert "holds a different experiment" in again["seed=0"]["error"]
+    assert "loss.options.momentum" in again["seed=0"]["error"]

@@ -189,3 +189,24 @@ def test_no_nan_or_inf(
     assert torch.isfinite(out).all()
     out.sum().backward()
     assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
+def test_resolved_options_name_the_cdb_defaults_that_are_not_the_papers() -> None:
+    from cdbloss.losses import LOSSES
+    from cdbloss.losses.cdb import CDBLoss
+    from cdbloss.losses.registry import LossSpec, resolved_options
+
+    class Smoothed(CDBLoss):  # a CDB loss whose own defaults leave the paper's rule
+        def __init__(self, num_classes: int, momentum: float = 0.9, **kw: Any) -> None:
+            super().__init__(num_classes, momentum=momentum, **kw)
+
+    assert resolved_options("ce", {"x": 1}) == {"x": 1}
+    assert resolved_options("cdb-ce-paper", {}) == {}
+    LOSSES["cdb-smoothed"] = LossSpec("cdb-smoothed", Smoothed, False, {}, "")
+    try:
+        assert resolved_options("cdb-smoothed", {"tau": 1.0}) == {"tau": 1.0, "momentum": 0.9}
+        assert resolved_options("cdb-smoothed", {"momentum": 0.0}) == {"momentum": 0.0}
+    finally:
+        del LOSSES["cdb-smoothed"]
+    with pytest.raises(ValueError, match="unknown loss 'nope'"):
+        resolved_options("nope", {})

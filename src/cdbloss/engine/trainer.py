@@ -21,6 +21,7 @@ draws) are restored from the checkpoint.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import json
 import math
@@ -54,6 +55,7 @@ from cdbloss.engine.distributed import (
     shard_indices,
 )
 from cdbloss.losses import build_loss, wants_difficulty, wants_epoch
+from cdbloss.losses.registry import resolved_options
 from cdbloss.metrics import ConfusionMatrix, summarize
 from cdbloss.models import build_model
 from cdbloss.sampler import CDBSampler, dataset_targets
@@ -72,6 +74,34 @@ _FINITE_CHECK_EVERY = 50
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def with_resolved_loss(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with the loss options resolved (:func:`cdbloss.losses.resolved_options`).
+
+    CDB defaults that differ from the paper's rule are written into the config,
+    so the saved config names every setting a run trained with.
+    """
+    resolved = resolved_options(cfg.loss.name, dict(cfg.loss.options))
+    if resolved == cfg.loss.options:
+        return cfg
+    return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, options=resolved))
+
+
+def experiment_differences(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
+    """The config keys in which ``run_dir``'s saved config differs from ``cfg`` (resolved).
+
+    Keys that change how a run executes but not what it computes
+    (:data:`~cdbloss.engine.config.VOLATILE_KEYS`) and the sweep grid are left
+    out; a folder without a config differs in nothing.
+    """
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        return []
+    theirs = json.loads(cfg_path.read_text())
+    mine = config_to_dict(with_resolved_loss(cfg))
+    a, b = flatten_keys(_comparable(theirs)), flatten_keys(_comparable(mine))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 def lr_factor(cfg: ExperimentConfig, epoch: int) -> float:
@@ -137,7 +167,7 @@ class Trainer:
         splits: DataSplits | None = None,
         fail_after_batches: int | None = None,
     ) -> None:
-        self.cfg = cfg
+        self.cfg = with_resolved_loss(cfg)
         self.out_dir = Path(out_dir)
         self._splits = splits
         self._fail_after = fail_after_batches
@@ -148,17 +178,12 @@ class Trainer:
 
     def _check_out_dir(self) -> dict[str, Any] | None:
         """Refuse a folder holding a different experiment; return a finished result if any."""
-        cfg_path = self.out_dir / "config.json"
-        mine = config_to_dict(self.cfg)
-        if cfg_path.exists():
-            theirs = json.loads(cfg_path.read_text())
-            a, b = flatten_keys(_comparable(theirs)), flatten_keys(_comparable(mine))
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            if diff:
-                raise ValueError(
-                    f"output folder {str(self.out_dir)!r} holds a different experiment "
-                    f"(it differs in {diff}); choose another --out or remove the folder"
-                )
+        diff = experiment_differences(self.out_dir, self.cfg)
+        if diff:
+            raise ValueError(
+                f"output folder {str(self.out_dir)!r} holds a different experiment "
+                f"(it differs in {diff}); choose another --out or remove the folder"
+            )
         result_path = self.out_dir / "result.json"
         if result_path.exists():
             done: dict[str, Any] = json.loads(result_path.read_text())

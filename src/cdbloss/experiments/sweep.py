@@ -31,6 +31,7 @@ from cdbloss.engine.config import (
     config_from_dict,
     config_to_dict,
 )
+from cdbloss.engine.trainer import experiment_differences
 
 __all__ = ["VARIANTS", "SweepRun", "expand_grid", "pace_text", "run_sweep"]
 
@@ -153,7 +154,9 @@ def run_sweep(
     todo = []
     for run in runs:
         state = run_status(out / run.run_id)
-        if state == "done":
+        # a finished run of another experiment (e.g. one from before a change of the
+        # library's defaults) is not skipped: its worker reports the difference
+        if state == "done" and not experiment_differences(out / run.run_id, run.config):
             statuses[run.run_id] = {"status": "done", "skipped": True}
         else:
             todo.append(run)

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from cdbloss.cdb import PAPER_RULE
 from cdbloss.losses.cdb import CDBLoss
 from cdbloss.losses.class_balanced import ClassBalancedLoss
 from cdbloss.losses.cross_entropy import CrossEntropyLoss, InverseFrequencyLoss
@@ -30,7 +31,15 @@ from cdbloss.losses.focal import FocalLoss
 from cdbloss.losses.ldam import LDAMLoss
 from cdbloss.losses.logit_adjusted import BalancedSoftmaxLoss, LogitAdjustedLoss
 
-__all__ = ["LOSSES", "LossSpec", "build_loss", "register_loss", "wants_difficulty", "wants_epoch"]
+__all__ = [
+    "LOSSES",
+    "LossSpec",
+    "build_loss",
+    "register_loss",
+    "resolved_options",
+    "wants_difficulty",
+    "wants_epoch",
+]
 
 Counts = Sequence[int] | Tensor | None
 
@@ -101,6 +110,39 @@ def build_loss(
     return spec.cls(num_classes=num_classes, **kwargs)
 
 
+def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus the CDB defaults of loss ``name`` that differ from the paper's rule.
+
+    A run's config then names every CDB setting that is not the paper's, so a
+    config written before a change of the library's defaults keeps its meaning:
+    it no longer matches a run of the new defaults (the engine refuses to mix
+    them), and the report labels each run by what it trained with. Other
+    losses' options come back unchanged.
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
+    spec = LOSSES[name]
+    out = dict(options)
+    if not issubclass(spec.cls, CDBLoss):
+        return out
+    for key, paper in PAPER_RULE.items():
+        if key in out or key in spec.defaults:
+            continue
+        default = _default_of(spec.cls, key)
+        if default != paper:
+            out[key] = default
+    return out
+
+
+def _default_of(cls: type, key: str) -> Any:
+    """The default of constructor argument ``key``, from the first class in the MRO naming it."""
+    for klass in cls.__mro__:
+        param = inspect.signature(klass.__init__).parameters.get(key)  # type: ignore[misc]
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default
+    raise KeyError(key)
+
+
 def wants_difficulty(loss: nn.Module) -> bool:
     """True if ``loss`` updates its weights from validation accuracy (``update_weights``)."""
     return callable(getattr(loss, "update_weights", None))
@@ -129,14 +171,20 @@ _REGISTRATIONS: list[tuple[str, type[nn.Module], bool, str, dict[str, Any]]] = [
         CDBLoss,
         False,
         "CDB-CE as the paper writes it: Eq. 3 dynamic tau, eps 1e-4, weighted mean",
-        {"base": "ce", "tau": "dynamic", "eps": 1e-4, "reduction": "mean"},
+        {**PAPER_RULE, "base": "ce", "reduction": "mean"},
     ),
     (
         "cdb-ce-authors",
         CDBLoss,
         False,
         "CDB-CE as the authors' CIFAR code runs it: sigmoid tau, eps 0.01, mean over N",
-        {"base": "ce", "tau": "dynamic-sigmoid", "eps": 0.01, "reduction": "sample_mean"},
+        {
+            **PAPER_RULE,
+            "base": "ce",
+            "tau": "dynamic-sigmoid",
+            "eps": 0.01,
+            "reduction": "sample_mean",
+        },
     ),
     (
         "cdb-bs",
