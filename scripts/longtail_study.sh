@@ -3,6 +3,7 @@
 # Resumable: every run writes its result.json into results/longtail_study/<data set>/ and a
 # rerun skips finished runs. Usage:
 #   bash scripts/longtail_study.sh stage1            # every candidate on MNIST-LT and Fashion-MNIST-LT
+#   bash scripts/longtail_study.sh stage1 fashion_mnist_lt 'V1, V2'   # one data set, chosen candidates
 #   bash scripts/longtail_study.sh stage2 'V1, V2'   # chosen candidates (on validation) on the CPU CIFAR-10-LT
 #   bash scripts/longtail_study.sh baselines         # the CE / Balanced Softmax / LDAM-DRW seeds the older grids lack
 # Factors 100 and 10, seeds 0-2. CLI overrides the python that runs the sweeps.
@@ -31,9 +32,10 @@ variants() { echo "sweep.variants=[$(tr -d '\n' <<<"$1")]"; }
 
 case "${1:-}" in
   stage1)
-    V=$(variants "$(candidates 24)")
-    $CLI sweep configs/mnist_lt.yaml "$SEEDS" "$V" "$FACTORS" --workers 2 --out "$OUT/mnist_lt"
-    $CLI sweep configs/fashion_mnist_lt.yaml "$SEEDS" "$V" "$FACTORS" --workers 2 --out "$OUT/fashion_mnist_lt"
+    V=$(variants "${3:-$(candidates 24)}")
+    for d in ${2:-mnist_lt fashion_mnist_lt}; do
+      $CLI sweep configs/$d.yaml "$SEEDS" "$V" "$FACTORS" --workers 2 --out "$OUT/$d"
+    done
     ;;
   stage2)
     V=$(variants "${2:?give the chosen variants, as in candidates(), with D=13}")
