@@ -31,7 +31,9 @@
 #     && mv pack.json packs/<date>_<card>_call<N>.json
 # and commit each new run's result.json, config.json and metrics.jsonl.
 #
-# Extra arguments are overrides of the grid, e.g. 'sweep.data.options.imbalance_factor=[100]'.
+# Extra arguments are overrides of the grid, e.g. 'sweep.data.options.imbalance_factor=[100]';
+# CONFIG=configs/cifar10_lt_authors.yaml (with RESULTS=results/cifar10_lt_authors) runs the
+# authors' protocol instead of the paper's (docs/results.md, section 6, has the calls waiting).
 # scripts/pack_gpu_runs.py runs as many runs at once as the measured pace lets finish before
 # BUDGET seconds (default 582) are up, factor-100 runs first. One uncompiled run alone took 391 s on an
 # H100 (2026-11-27), and k runs sharing an H100 slowed each other by 1.05 (k = 2) and 1.36
@@ -67,6 +69,7 @@ BUDGET=${BUDGET:-582}
 OUT=${OUT:?set OUT to the folder the results go to}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)  # absolute: the packing below runs from another folder
 RESULTS=${RESULTS:-results/cifar10_lt}  # the sweep folder the runs go to
+CONFIG=${CONFIG:-configs/cifar10_lt.yaml}  # e.g. configs/cifar10_lt_authors.yaml (the authors' protocol)
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export CDBLOSS_SHARED_DATA="${CDBLOSS_SHARED_DATA:-$PWD/.device}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -122,7 +125,7 @@ fi
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -3
 left=$((BUDGET - ($(date +%s) - start) - 10))
 status=0
-python scripts/pack_gpu_runs.py configs/cifar10_lt.yaml train.progress=false "${extra[@]}" "$@" \
+python scripts/pack_gpu_runs.py "$CONFIG" train.progress=false "${extra[@]}" "$@" \
   --out "$RESULTS" --budget "$left" --first imbalance_factor=100 \
   --max-active "${MAX_ACTIVE:-8}" --threads 2 --join-slowdown ${JOIN_SLOWDOWN:-$slowdown} || status=$?
 echo "pack exit status ${status} after $(($(date +%s) - start)) s"
