@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from cdbloss import CDBLoss, ClassDifficulty, CrossEntropyLoss
+from cdbloss.cdb import PAPER_RULE
 from cdbloss.data.longtail import long_tail_counts, sample_per_class, stratified_holdout
 
 
@@ -82,7 +83,7 @@ def main() -> None:
         data = load_splits(args.imbalance, seed)
         xte, yte = data[2]
         ce_model, _ = train(CrossEntropyLoss(10), data, args.epochs, seed, args.lr)
-        cdb_loss = CDBLoss(10, tau="dynamic")
+        cdb_loss = CDBLoss(10, **PAPER_RULE)  # the paper's rule, as the README's numbers
         cdb_model, taus = train(cdb_loss, data, args.epochs, seed, args.lr)
         acc = {
             "CE": per_class_accuracy(ce_model, xte, yte),

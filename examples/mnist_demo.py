@@ -71,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     cols = (f"{n} ({c} train)" for n, c in zip(names, counts, strict=True))
     header = f"{'':>22}" + "".join(f"{col:>18}" for col in cols)
     print(header + f"{'overall':>10}")
-    for loss, label in (("ce", "plain CE"), ("cdb-ce", "CDB-CE (dynamic tau)")):
+    cdb_name = next(k for k in results if k.startswith("cdb"))
+    for loss, label in (("ce", "plain CE"), (cdb_name, "CDB-CE (dynamic tau)")):
         test = results[loss]["test"]
         cells = "".join(f"{100 * a:>17.2f}%" for a in test["per_class_accuracy"])
         print(f"{label:>22}{cells}{100 * test['top1_accuracy']:>9.2f}%")
-    ce, cdb = (results[k]["test"] for k in ("ce", "cdb-ce"))
+    ce, cdb = (results[k]["test"] for k in ("ce", cdb_name))
     minority = counts.index(min(counts))
     gain = 100 * (cdb["top1_accuracy"] - ce["top1_accuracy"])
     print()

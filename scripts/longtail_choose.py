@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
-from cdbloss.experiments.report import method_label
+from cdbloss.experiments.report import method_label, sign_test
 
 DATASETS = {
     "MNIST-LT": ["mnist_lt", "mnist_lt_extra_seeds", "longtail_study/mnist_lt"],
@@ -34,6 +34,7 @@ DATASETS = {
         "cifar10_lt_cpu",
         "cifar10_lt_cpu_extra_seeds",
         "longtail_study/cifar10_lt_cpu",
+        "longtail_study/cifar10_lt_cpu_default",
     ],
 }
 BASELINES = ("CE", "Balanced Softmax", "LDAM-DRW")
@@ -77,6 +78,8 @@ def main() -> None:
     seeds = set(args.seeds) if args.seeds else None
     gains: dict[str, list[float]] = defaultdict(list)
     cells: dict[str, int] = defaultdict(int)
+    # method -> baseline -> every paired test difference over data sets, factors and seeds
+    pairs: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for name, folders in DATASETS.items():
         scores = load(Path(args.results), folders, seeds)
         print(f"\n### {name}\n")
@@ -94,6 +97,9 @@ def main() -> None:
                 val = mean(v for v, _ in runs.values())
                 test = mean(t for _, t in runs.values())
                 print(f"| {m} | {len(runs)} | {val:.2f} | {test:.2f} | " + " | ".join(vs) + " |")
+                for b in BASELINES:
+                    ref = scores.get(b, {}).get(factor, {})
+                    pairs[m][b] += [runs[s][1] - ref[s][1] for s in sorted(set(runs) & set(ref))]
                 ce = scores.get("CE", {}).get(factor, {})
                 common = sorted(set(runs) & set(ce))
                 if m.startswith("CDB") and common:
@@ -108,6 +114,25 @@ def main() -> None:
     print("|---|---|---|")
     for m in sorted(gains, key=lambda k: -mean(gains[k])):
         print(f"| {m} | {cells[m]} | {mean(gains[m]):+.2f} |")
+    print("\n### Every pair at once (test top-1)\n")
+    print(
+        "Over every data set, factor and seed a method shares with the baseline: the mean paired"
+        " difference in points, wins-losses-ties, and the two-sided sign test.\n"
+    )
+    print("| method | " + " | ".join(f"vs {b}" for b in BASELINES) + " |")
+    print("|---|" + "---|" * len(BASELINES))
+    for m in sorted(pairs, key=lambda k: -mean(pairs[k]["CE"]) if pairs[k]["CE"] else 0):
+        if m in BASELINES:
+            continue
+        cols = []
+        for b in BASELINES:
+            d = pairs[m][b]
+            if not d:
+                cols.append("-")
+                continue
+            w, lo = sum(x > 0 for x in d), sum(x < 0 for x in d)
+            cols.append(f"{mean(d):+.2f} ({w}-{lo}-{len(d) - w - lo}, p={sign_test(w, lo):.2g})")
+        print(f"| {m} | " + " | ".join(cols) + " |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -12,6 +13,11 @@ import pytest
 import torch
 
 from cdbloss import CDBLoss, CDBWeighting, ClassDifficulty, SwingWarning
+from cdbloss.cdb import PAPER_RULE
+
+# the paper's rule (these tests check its formulas; the recipe defaults have their own tests)
+PaperCDBLoss = functools.partial(CDBLoss, **PAPER_RULE)
+PaperWeighting = functools.partial(CDBWeighting, **PAPER_RULE)
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -33,7 +39,7 @@ def normalized(w: list[float]) -> list[float]:
 
 def test_paper_rule_by_hand() -> None:
     acc = [0.9, 0.5, 0.2]
-    w = CDBWeighting(3, tau=2.0).update(torch.tensor(acc))
+    w = PaperWeighting(3, tau=2.0).update(torch.tensor(acc))
     torch.testing.assert_close(w, torch.tensor(normalized([(1 - a) ** 2 for a in acc])))
 
 
@@ -41,12 +47,12 @@ def test_dynamic_tau_eq3_and_the_authors_sigmoid_by_hand() -> None:
     acc = [0.9, 0.5, 0.2]
     b = 0.9 / (0.2 + 1e-4) - 1
     tau = 2 / (1 + math.exp(-b))
-    eq3 = CDBWeighting(3, tau="dynamic")
+    eq3 = PaperWeighting(3, tau="dynamic")
     torch.testing.assert_close(
         eq3.update(torch.tensor(acc)), torch.tensor(normalized([(1 - a) ** tau for a in acc]))
     )
     assert float(eq3.tau_value) == pytest.approx(tau)
-    sig = CDBWeighting(3, tau="dynamic-sigmoid", eps=0.01)
+    sig = PaperWeighting(3, tau="dynamic-sigmoid", eps=0.01)
     tau_s = 1 / (1 + math.exp(-0.9 / (0.2 + 0.01)))
     torch.testing.assert_close(
         sig.update(torch.tensor(acc)), torch.tensor(normalized([(1 - a) ** tau_s for a in acc]))
@@ -98,7 +104,7 @@ def test_deferral_keeps_uniform_weights_until_the_epoch_and_keeps_the_state() ->
 
 
 def test_training_stream_counts_predictions_in_training_mode_only() -> None:
-    loss = CDBLoss(2, tau=1.0, source="train")
+    loss = PaperCDBLoss(2, tau=1.0, source="train")
     logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 0.0]], requires_grad=True)
     target = torch.tensor([0, 0, 1, 1])
     loss(logits, target)  # class 0: 2/2, class 1: 1/2
@@ -114,7 +120,7 @@ def test_training_stream_counts_predictions_in_training_mode_only() -> None:
 
 
 def test_training_stream_skips_ignored_targets() -> None:
-    loss = CDBLoss(2, tau=1.0, source="train", ignore_index=-1)
+    loss = PaperCDBLoss(2, tau=1.0, source="train", ignore_index=-1)
     loss(torch.tensor([[2.0, 0.0], [2.0, 0.0]]), torch.tensor([0, -1]))
     assert loss.weighting.train_counts is not None
     assert loss.weighting.train_counts.total.tolist() == [1, 0]
@@ -122,7 +128,7 @@ def test_training_stream_skips_ignored_targets() -> None:
 
 def test_balanced_softmax_base_by_hand() -> None:
     counts = [100, 10, 1]
-    loss = CDBLoss(3, tau=1.0, base="balanced-softmax", class_counts=counts)
+    loss = PaperCDBLoss(3, tau=1.0, base="balanced-softmax", class_counts=counts)
     loss.update_weights(torch.tensor([0.9, 0.5, 0.0]))
     z = torch.randn(6, 3, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 0, 1, 2])
@@ -171,9 +177,9 @@ def test_state_dict_resumes_to_the_same_weights() -> None:
 
 
 def test_training_counts_are_in_the_state_dict() -> None:
-    loss = CDBLoss(2, source="train")
+    loss = PaperCDBLoss(2, source="train")
     loss(torch.tensor([[2.0, 0.0]]), torch.tensor([0]))
-    fresh = CDBLoss(2, source="train")
+    fresh = PaperCDBLoss(2, source="train")
     fresh.load_state_dict(loss.state_dict())
     assert fresh.weighting.train_counts is not None
     assert fresh.weighting.train_counts.total.tolist() == [1, 0]
@@ -206,9 +212,9 @@ def test_bad_settings_are_refused_with_what_came(opts: dict[str, Any], match: st
 
 def test_unknown_base_and_missing_counts() -> None:
     with pytest.raises(ValueError, match="base must be one of"):
-        CDBLoss(3, base="ldam")
+        PaperCDBLoss(3, base="ldam")
     with pytest.raises(ValueError, match="needs class_counts"):
-        CDBLoss(3, base="balanced-softmax")
+        PaperCDBLoss(3, base="balanced-softmax")
 
 
 def test_prior_needs_counts_and_deferral_needs_set_epoch() -> None:
@@ -227,9 +233,24 @@ def test_wrong_shapes_name_what_came() -> None:
 
 
 def test_options_and_repr_list_what_differs_from_the_paper() -> None:
-    w = CDBWeighting(3, tau=1.0, max_ratio=10.0, defer_until=5)
-    assert w.options() == {"tau": 1.0, "max_ratio": 10.0, "defer_until": 5}
-    assert "max_ratio=10.0" in repr(w)
+    w = CDBWeighting(3, tau=1.0, max_ratio=None, defer_until=5)
+    assert w.options() == {"tau": 1.0, "eps": 0.01, "momentum": 0.9, "defer_until": 5}
+    assert "defer_until=5" in repr(w)
+    assert PaperWeighting(3).options() == {}
+
+
+def test_the_defaults_are_the_studied_recipe() -> None:
+    recipe = {"tau": "dynamic-sigmoid", "eps": 0.01, "momentum": 0.9, "max_ratio": 10.0}
+    assert CDBWeighting(3).options() == recipe
+    assert CDBLoss(3).options() == recipe
+    # by hand: tau = sigmoid(0.9 / (0.2 + 0.01)), first update as measured, floor 1/10 of the top
+    acc = [0.9, 0.5, 0.2]
+    tau = 1 / (1 + math.exp(-0.9 / 0.21))
+    raw = [(1 - a) ** tau for a in acc]
+    capped = [max(x, max(raw) / 10) for x in raw]
+    torch.testing.assert_close(
+        CDBLoss(3).update_weights(torch.tensor(acc)), torch.tensor(normalized(capped))
+    )
 
 
 # ---------------------------------------------------------------------- the guard
@@ -248,7 +269,8 @@ def _replay(run: Path, **opts: Any) -> tuple[int | None, float]:
         history = json.loads((run / "result.json").read_text())["history"]
     cfg = json.loads((run / "result.json").read_text())["config"]
     keep = ("tau", "eps", "momentum", "normalize", "min_difficulty", "solved_accuracy")
-    settings = {k: v for k, v in cfg["loss"]["options"].items() if k in keep} | opts
+    # these runs predate the recipe defaults: their settings are the paper's rule plus their options
+    settings = PAPER_RULE | {k: v for k, v in cfg["loss"]["options"].items() if k in keep} | opts
     w = CDBWeighting(len(history[0]["val_per_class_accuracy"]), **settings)
     warned, diff = None, 0.0
     for h in history:
@@ -262,7 +284,7 @@ def _replay(run: Path, **opts: Any) -> tuple[int | None, float]:
 
 
 COLLAPSED = [
-    "cifar10_lt/name=cdb-ce__options=tau_dynamic__imbalance_factor=100__seed=0",
+    "cifar10_lt/name=cdb-ce-paper__options=tau_dynamic__imbalance_factor=100__seed=0",
     "cifar10_lt_cpu/seed=0__name=cdb-ce__options=tau_dynamic__imbalance_factor=100",
     "cifar10_lt_cpu_extra_seeds/seed=1__name=cdb-ce__options=tau_dynamic__imbalance_factor=100",
     "mnist_lt/seed=0__name=cdb-ce__options=tau_dynamic__imbalance_factor=100",
@@ -295,13 +317,13 @@ def test_guard_stays_quiet_on_the_committed_smoothed_runs(run: str) -> None:
 
 def test_guard_warns_once_and_can_be_turned_off() -> None:
     flip = [torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])]
-    w = CDBWeighting(2, tau=1.0)
+    w = PaperWeighting(2, tau=1.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for k in range(10):
             w.update(flip[k % 2])
     assert sum(issubclass(c.category, SwingWarning) for c in caught) == 1
-    off = CDBWeighting(2, tau=1.0, swing_patience=0)
+    off = PaperWeighting(2, tau=1.0, swing_patience=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for k in range(10):

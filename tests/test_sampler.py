@@ -13,9 +13,11 @@ import torch.multiprocessing as mp
 from torch.utils.data import Subset, TensorDataset
 
 from cdbloss import CDBSampler, CDBWeighting, ClassDifficulty
+from cdbloss.cdb import PAPER_RULE
 from cdbloss.sampler import dataset_targets
 
 TARGETS = [0] * 60 + [1] * 30 + [2] * 10
+PAPER = {k: v for k, v in PAPER_RULE.items() if k != "tau"}  # the formulas below, by hand
 
 
 def test_uniform_before_the_first_update_means_class_balanced() -> None:
@@ -27,7 +29,7 @@ def test_uniform_before_the_first_update_means_class_balanced() -> None:
 
 
 def test_class_frequencies_follow_difficulty_to_the_tau() -> None:
-    s = CDBSampler(TARGETS, tau=2.0, seed=1, num_samples=40000)
+    s = CDBSampler(TARGETS, tau=2.0, seed=1, num_samples=40000, **PAPER)
     acc = torch.tensor([0.9, 0.6, 0.2])
     probs = s.update(acc)
     d = (1 - acc.double()) ** 2
@@ -112,7 +114,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         preds = torch.tensor([0, 0, 1, 2, 2, 1]) if rank == 0 else torch.tensor([0, 2, 2])
         target = torch.tensor([0, 1, 1, 2, 2, 2]) if rank == 0 else torch.tensor([0, 1, 2])
         tracker.update(preds, target)
-        s = CDBSampler(TARGETS, tau=1.0, seed=7, num_samples=50)  # rank and world from dist
+        s = CDBSampler(TARGETS, tau=1.0, seed=7, num_samples=50, **PAPER)  # rank, world: dist
         s.update(tracker)
         s.set_epoch(2)
         Path(out_dir, f"rank{rank}.json").write_text(
@@ -131,7 +133,7 @@ def test_ranks_draw_one_plan_and_take_disjoint_shards(tmp_path: Path) -> None:
     acc = torch.tensor([1.0, 1 / 3, 3 / 4], dtype=torch.float64)
     expected = (1 - acc) / (1 - acc).sum()
     torch.testing.assert_close(torch.tensor(ranks[0]["probs"], dtype=torch.float64), expected)
-    one = CDBSampler(TARGETS, tau=1.0, seed=7, num_samples=50, num_replicas=2, rank=0)
+    one = CDBSampler(TARGETS, tau=1.0, seed=7, num_samples=50, num_replicas=2, rank=0, **PAPER)
     one.update(acc)
     one.set_epoch(2)
     plan = one.plan().tolist()

@@ -5,6 +5,11 @@ the loss (:class:`~cdbloss.CDBLoss`), the sampler
 (:class:`~cdbloss.CDBSampler`), the Lightning and ``transformers`` callbacks and
 the reports all read the same weights from the same place.
 
+The defaults are the recipe the long-tail study measured (docs/results.md,
+section 6): the authors' sigmoid tau with ``eps = 0.01``, a moving average of
+the accuracies with ``momentum = 0.9`` and a cap ``max_ratio = 10``; the
+paper's rule as written is :data:`PAPER_RULE` (``build_loss("cdb-ce-paper")``).
+
 The pipeline of one update, each step an option (all off gives the paper's rule):
 
 1. **accuracy**: from a validation tracker, a given ``(C,)`` tensor, or the
@@ -99,18 +104,20 @@ class CDBWeighting(nn.Module):
 
     Args:
         num_classes: ``C``.
-        tau: float ``>= 0``, ``"dynamic"`` (the paper's Eq. 3-4,
-            :math:`\tau = 2 / (1 + e^{-b})`, :math:`b = \max A / (\min A + \epsilon) - 1`)
-            or ``"dynamic-sigmoid"`` (the authors' CIFAR code,
-            :math:`\tau = 1 / (1 + e^{-\max A / (\min A + \epsilon)})`).
-        eps: :math:`\epsilon` of the dynamic tau (paper 1e-4, authors' code 0.01).
+        tau: ``"dynamic-sigmoid"`` (default; the authors' CIFAR code,
+            :math:`\tau = 1 / (1 + e^{-\max A / (\min A + \epsilon)})`), a float
+            ``>= 0``, or ``"dynamic"`` (the paper's Eq. 3-4,
+            :math:`\tau = 2 / (1 + e^{-b})`, :math:`b = \max A / (\min A + \epsilon) - 1`).
+        eps: :math:`\epsilon` of the dynamic tau (default 0.01 as the authors'
+            code; the paper writes 1e-4).
         normalize: rescale the weights to sum to ``C``.
         momentum: ``m`` in ``[0, 1)``: the weight of the past in the moving
-            average of the accuracies (0: no averaging, the paper).
+            average of the accuracies (default 0.9; 0: no averaging, the paper).
         min_difficulty: floor :math:`\delta` in ``[0, 1)``, :math:`d_c = \max(1 - A_c, \delta)`.
         solved_accuracy: in ``(0, 1]``; a class at or above it counts as solved (weight 0).
         max_ratio: ``r > 1`` or ``None``: the largest weight is at most ``r``
-            times the smallest, :math:`w_c \leftarrow \max(w_c, \max_k w_k / r)`.
+            times the smallest, :math:`w_c \leftarrow \max(w_c, \max_k w_k / r)`
+            (default 10; ``None``: no cap, the paper).
         defer_until: epoch ``E >= 0`` (from 0) before which the applied weights
             are uniform (0: from the first update, the paper). Needs
             :meth:`set_epoch` at the start of every epoch (the engine and the
@@ -132,7 +139,7 @@ class CDBWeighting(nn.Module):
     the guard's counters and, for ``source="train"``, the training counts.
 
     Example:
-        >>> w = CDBWeighting(num_classes=3, tau=1.0, max_ratio=4.0)
+        >>> w = CDBWeighting(num_classes=3, tau=1.0, momentum=0.0, max_ratio=4.0)
         >>> w.update(torch.tensor([0.9, 0.5, 0.0]))
         tensor([0.4286, 0.8571, 1.7143])
     """
@@ -150,13 +157,13 @@ class CDBWeighting(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        tau: TauSpec = "dynamic",
-        eps: float = 1e-4,
+        tau: TauSpec = "dynamic-sigmoid",
+        eps: float = 0.01,
         normalize: bool = True,
-        momentum: float = 0.0,
+        momentum: float = 0.9,
         min_difficulty: float = 0.0,
         solved_accuracy: float = 1.0,
-        max_ratio: float | None = None,
+        max_ratio: float | None = 10.0,
         defer_until: int = 0,
         prior_strength: float = 0.0,
         source: str = "val",

@@ -16,7 +16,7 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
         "seed": 0,
         "data": {"protocol": "synthetic-lt", "options": {"num_classes": 3, "imbalance_factor": 20}},
         "model": {"name": "mlp", "options": {"in_features": 8, "hidden": 16}},
-        "loss": {"name": "cdb-ce"},
+        "loss": {"name": "cdb-ce-paper"},
         "optim": {"lr": 0.05, "milestones": [3]},
         "train": {"epochs": 4, "batch_size": 32, "progress": False, "threads": 1},
     }

@@ -20,7 +20,7 @@ def test_report_of_a_tiny_sweep(tmp_path: Path) -> None:
         tiny_config(
             train__epochs=2,
             sweep={
-                "loss.name": ["ce", "cdb-ce"],
+                "loss.name": ["ce", "cdb-ce-paper"],
                 "data.options.imbalance_factor": [5, 20],
                 "seed": [0, 1],
             },
@@ -52,10 +52,13 @@ def test_report_draws_the_smoothed_weights_beside_the_paper_ones(tmp_path: Path)
             train__epochs=3,
             sweep={
                 "variants": [
-                    {"loss.name": "cdb-ce", "loss.options": {"tau": "dynamic"}},
-                    {"loss.name": "cdb-ce", "loss.options": {"tau": "dynamic", "momentum": 0.5}},
-                    {"loss.name": "cdb-ce", "loss.options": {"tau": 1.0}},
-                    {"loss.name": "cdb-ce", "loss.options": {"tau": 2.0}},
+                    {"loss.name": "cdb-ce-paper", "loss.options": {"tau": "dynamic"}},
+                    {
+                        "loss.name": "cdb-ce-paper",
+                        "loss.options": {"tau": "dynamic", "momentum": 0.5},
+                    },
+                    {"loss.name": "cdb-ce-paper", "loss.options": {"tau": 1.0}},
+                    {"loss.name": "cdb-ce-paper", "loss.options": {"tau": 2.0}},
                 ],
             },
         )
@@ -333,7 +336,10 @@ def test_new_cdb_settings_and_presets_get_their_own_labels() -> None:
         return method_label({"loss": {"name": name, "options": opts}})
 
     assert label("cdb-ce-authors") == "CDB-CE authors' code"
-    assert label("cdb-ce-paper", max_ratio=10) == "CDB-CE Eq. 3 (cap 10)"
+    assert label("cdb-ce-paper", max_ratio=10) == "CDB-CE (dyn. tau, cap 10)"  # as legacy cdb-ce
+    assert label("cdb-ce", tau="dynamic-sigmoid", eps=0.01, momentum=0.9, max_ratio=10) == (
+        "CDB-CE (dynamic-sigmoid, eps 0.01, momentum 0.9, cap 10)"
+    )
     assert label("cdb-ce", tau=1.0, defer_until=13) == "CDB-CE (tau=1, from epoch 13)"
     assert label("cdb-ce", source="train", prior_strength=5) == (
         "CDB-CE (dyn. tau, prior 5, train accuracy)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import subprocess
 import sys
@@ -17,7 +18,11 @@ from torch.utils.data import DataLoader, TensorDataset
 pl = pytest.importorskip("lightning.pytorch")
 
 from cdbloss import CDBLoss, cdb_weights  # noqa: E402
+from cdbloss.cdb import PAPER_RULE  # noqa: E402
 from cdbloss.integrations.lightning import CDBCallback  # noqa: E402
+
+# the paper's rule (these tests check its formulas; the recipe defaults have their own tests)
+PaperCDBLoss = functools.partial(CDBLoss, **PAPER_RULE)
 
 C = 3
 
@@ -44,7 +49,7 @@ class Classifier(pl.LightningModule):  # type: ignore[misc]
         with torch.no_grad():  # untrained model predicts class 0 everywhere: accuracy (1, 0, 0)
             self.net.weight.zero_()
             self.net.bias.copy_(torch.tensor([3.0, 0.0, 0.0]))
-        self.loss_fn = CDBLoss(num_classes=C)
+        self.loss_fn = PaperCDBLoss(num_classes=C)
         self.returns = returns
         self.train_weights: list[Tensor] = []
 
@@ -235,7 +240,7 @@ def test_nested_loss_attr_and_non_submodule_warning() -> None:
 
     outside = Classifier()
     box = Plain()
-    box.cdb = CDBLoss(C)  # type: ignore[attr-defined]
+    box.cdb = PaperCDBLoss(C)  # type: ignore[attr-defined]
     del outside.loss_fn
     outside.box = box
     with pytest.warns(UserWarning, match="not a submodule"):
@@ -263,7 +268,8 @@ def test_docs_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert len(printed) == 4  # one update per epoch, none from the sanity check
     loss = namespace["module"].loss_fn
     torch.testing.assert_close(
-        loss.weight, cdb_weights(loss.accuracy, "dynamic", 1e-4, True).float()
+        loss.weight,
+        cdb_weights(loss.accuracy, "dynamic-sigmoid", 0.01, True, max_ratio=10.0).float(),
     )
     assert not torch.allclose(loss.weight, torch.ones(C))
 

@@ -5,6 +5,7 @@ No network: the model is a plain nn.Module, nothing comes from the hub, report_t
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from pathlib import Path
@@ -27,7 +28,11 @@ from transformers import (  # noqa: E402
 )
 
 from cdbloss import CDBLoss, cdb_weights  # noqa: E402
+from cdbloss.cdb import PAPER_RULE  # noqa: E402
 from cdbloss.integrations.transformers import CDBTrainerCallback  # noqa: E402
+
+# the paper's rule (these tests check its formulas; the recipe defaults have their own tests)
+PaperCDBLoss = functools.partial(CDBLoss, **PAPER_RULE)
 
 C = 3
 
@@ -140,7 +145,7 @@ def run(trainer: Trainer) -> None:
 
 def test_weights_follow_eval_accuracy_and_skip_eval_on_start(tmp_path: Path) -> None:
     val = Blobs((60, 30, 30), seed=1)
-    cb = CDBTrainerCallback(CDBLoss(num_classes=C), num_classes=C)
+    cb = CDBTrainerCallback(PaperCDBLoss(num_classes=C), num_classes=C)
     probe = Probe(val)
     trainer = make_trainer(cb, train_args(tmp_path, eval_on_start=True), val, [probe])
     run(trainer)
@@ -195,7 +200,7 @@ def test_weights_follow_eval_accuracy_and_skip_eval_on_start(tmp_path: Path) -> 
 def test_dict_eval_datasets_use_the_named_one(tmp_path: Path) -> None:
     val = Blobs((60, 30, 30), seed=1)
     other = Blobs((0, 40, 0), seed=4)  # one class only: its accuracy would give uniform weights
-    cb = CDBTrainerCallback(CDBLoss(num_classes=C), eval_dataset_name="val")
+    cb = CDBTrainerCallback(PaperCDBLoss(num_classes=C), eval_dataset_name="val")
     probe = Probe(val)
     datasets = {"val": val, "other": other}  # "other" is evaluated last
     trainer = make_trainer(cb, train_args(tmp_path, num_train_epochs=1), datasets, [probe])
@@ -208,14 +213,14 @@ def test_dict_eval_datasets_use_the_named_one(tmp_path: Path) -> None:
     assert not torch.allclose(weights, torch.ones(C))
 
     # without a name the choice is ambiguous: a clear error
-    cb2 = CDBTrainerCallback(CDBLoss(num_classes=C))
+    cb2 = CDBTrainerCallback(PaperCDBLoss(num_classes=C))
     trainer2 = make_trainer(cb2, train_args(tmp_path, num_train_epochs=1), datasets)
     with pytest.raises(ValueError, match="eval_dataset_name"):
         run(trainer2)
 
 
 def test_missing_compute_metrics_wiring_is_an_error(tmp_path: Path) -> None:
-    cb = CDBTrainerCallback(CDBLoss(num_classes=C))
+    cb = CDBTrainerCallback(PaperCDBLoss(num_classes=C))
     val = Blobs((60, 30, 30), seed=1)
     trainer = make_trainer(cb, train_args(tmp_path, num_train_epochs=1), val, wire_metrics=False)
     with pytest.raises(RuntimeError, match=r"compute_metrics=cb\.compute_metrics"):
@@ -223,7 +228,7 @@ def test_missing_compute_metrics_wiring_is_an_error(tmp_path: Path) -> None:
 
 
 def test_compute_loss_scaling_and_errors() -> None:
-    cb = CDBTrainerCallback(CDBLoss(num_classes=C))
+    cb = CDBTrainerCallback(PaperCDBLoss(num_classes=C))
     cb.loss.update_weights(torch.tensor([0.9, 0.5, 0.2], dtype=torch.float64))
     logits = torch.randn(8, C)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, -100])
@@ -240,11 +245,11 @@ def test_compute_loss_scaling_and_errors() -> None:
     with pytest.raises(ValueError, match="label_names"):
         cb.compute_loss(out, None)
     with pytest.raises(ValueError, match="reduction 'mean' or 'sample_mean'"):
-        CDBTrainerCallback(CDBLoss(C, reduction="sum")).compute_loss(out, labels)
+        CDBTrainerCallback(PaperCDBLoss(C, reduction="sum")).compute_loss(out, labels)
     with pytest.raises(ValueError, match=r"needs a cdbloss\.CDBLoss"):
         CDBTrainerCallback(nn.CrossEntropyLoss())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="num_classes=4"):
-        CDBTrainerCallback(CDBLoss(C), num_classes=4)
+        CDBTrainerCallback(PaperCDBLoss(C), num_classes=4)
 
 
 def test_compute_metrics_batched_equals_whole_set() -> None:
@@ -257,9 +262,9 @@ def test_compute_metrics_batched_equals_whole_set() -> None:
         seen.append(compute_result)
         return {"n": len(pred.label_ids)}
 
-    whole = CDBTrainerCallback(CDBLoss(C), compute_metrics=user_metrics)
+    whole = CDBTrainerCallback(PaperCDBLoss(C), compute_metrics=user_metrics)
     m_whole = whole.compute_metrics(EvalPrediction(logits.numpy(), labels.numpy()))
-    batched = CDBTrainerCallback(CDBLoss(C))
+    batched = CDBTrainerCallback(PaperCDBLoss(C))
     for k, (lo, hi) in enumerate([(0, 20), (20, 40), (40, 50)]):
         preds = batched.preprocess_logits_for_metrics((logits[lo:hi], None), labels[lo:hi])
         m = batched.compute_metrics(EvalPrediction(preds, labels[lo:hi]), compute_result=k == 2)
@@ -279,7 +284,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
     val = Blobs((60, 30, 30), seed=1)
     params = []
     for batch, steps in ((32, 1), (16, 2)):
-        cb = CDBTrainerCallback(CDBLoss(num_classes=C, reduction="sample_mean"))
+        cb = CDBTrainerCallback(PaperCDBLoss(num_classes=C, reduction="sample_mean"))
         args = train_args(
             tmp_path, per_device_train_batch_size=batch, gradient_accumulation_steps=steps
         )
@@ -324,7 +329,7 @@ def test_hf_model_from_config_and_resume_restores_weights(tmp_path: Path) -> Non
         )
         torch.manual_seed(0)
         model = BertForSequenceClassification(config)
-        model.cdb_loss = CDBLoss(num_classes=C)
+        model.cdb_loss = PaperCDBLoss(num_classes=C)
         return model, CDBTrainerCallback(model.cdb_loss)
 
     def trainer_for(model: Any, cb: CDBTrainerCallback) -> Trainer:
@@ -385,6 +390,7 @@ def test_docs_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     cb = namespace["cb"]
     assert cb.accuracy is not None
     torch.testing.assert_close(
-        cb.loss.weight, cdb_weights(cb.accuracy, "dynamic", 1e-4, True).float()
+        cb.loss.weight,
+        cdb_weights(cb.loss.accuracy, "dynamic-sigmoid", 0.01, True, max_ratio=10.0).float(),
     )
     assert not torch.allclose(cb.loss.weight, torch.ones(C))

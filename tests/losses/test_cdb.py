@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import pytest
@@ -9,7 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from cdbloss import CDBLoss, ClassDifficulty, cdb_cross_entropy, cdb_loss, cdb_weights, focal_loss
+from cdbloss.cdb import PAPER_RULE
 from cdbloss.weighting import resolve_tau
+
+# the paper's rule (these tests check its formulas; the recipe defaults have their own tests)
+PaperCDBLoss = functools.partial(CDBLoss, **PAPER_RULE)
 
 C = 5
 
@@ -33,7 +38,7 @@ def grads(fn, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ig
 
 def test_starts_as_plain_cross_entropy() -> None:
     z, y = batch()
-    loss = CDBLoss(C)
+    loss = PaperCDBLoss(C)
     v1, g1 = grads(lambda t: loss(t, y), z)
     v2, g2 = grads(lambda t: F.cross_entropy(t, y), z)
     torch.testing.assert_close(v1, v2)
@@ -44,7 +49,7 @@ def test_starts_as_plain_cross_entropy() -> None:
 def test_update_weights_then_loss_equals_weighted_cross_entropy(tau: float | str) -> None:
     z, y = batch(1)
     acc = torch.tensor([0.95, 0.5, 0.1, 0.7, 0.0], dtype=torch.float64)
-    loss = CDBLoss(C, tau=tau)
+    loss = PaperCDBLoss(C, tau=tau)
     loss.update_weights(acc)
     w = cdb_weights(acc, tau=tau)
     torch.testing.assert_close(loss.weight, w.float())
@@ -57,7 +62,7 @@ def test_update_weights_then_loss_equals_weighted_cross_entropy(tau: float | str
 def test_update_from_tracker_favours_the_harder_class() -> None:
     tracker = ClassDifficulty(2)
     tracker.update(torch.tensor([0, 0, 0, 0, 1, 0]), torch.tensor([0, 0, 0, 1, 1, 1]))
-    loss = CDBLoss(2)
+    loss = PaperCDBLoss(2)
     w = loss.update_weights(tracker)
     assert w[1] > w[0]
     assert float(loss.tau_value) == pytest.approx(2 / (1 + torch.e ** -(1.0 / (1 / 3 + 1e-4) - 1)))
@@ -85,7 +90,7 @@ def test_zero_total_weight_gives_zero_loss_and_zero_gradients() -> None:
     # all targets ignored, with zero and with positive weights, module and function
     y_ign = torch.full_like(y, -100)
     positive = torch.rand(C, dtype=torch.float64) + 0.1
-    loss = CDBLoss(C).double()
+    loss = PaperCDBLoss(C).double()
     for fn in (
         lambda t: cdb_cross_entropy(t, y_ign, w),
         lambda t: cdb_cross_entropy(t, y_ign, positive),
@@ -99,7 +104,7 @@ def test_zero_total_weight_gives_zero_loss_and_zero_gradients() -> None:
 def test_cached_positivity_follows_every_change_of_the_weights() -> None:
     z, y = batch(9)
     y = torch.ones_like(y)
-    loss = CDBLoss(C).double()
+    loss = PaperCDBLoss(C).double()
     assert loss(z, y) > 0 and loss.weight_positive()
     loss.weight[1] = 0.0  # an in-place edit behind the module's back
     v, g = grads(lambda t: loss(t, y), z)
@@ -113,7 +118,7 @@ def test_cached_positivity_follows_every_change_of_the_weights() -> None:
 
 
 def test_every_class_perfect_gives_uniform_weights() -> None:
-    loss = CDBLoss(C, tau=1.0)
+    loss = PaperCDBLoss(C, tau=1.0)
     assert loss.update_weights(torch.ones(C)).tolist() == [1.0] * C
 
 
@@ -127,7 +132,7 @@ def test_ignore_index() -> None:
 
 def test_focal_base_uses_weight_as_alpha() -> None:
     z, y = batch(5)
-    loss = CDBLoss(C, base="focal", gamma=2.0, tau=1.0)
+    loss = PaperCDBLoss(C, base="focal", gamma=2.0, tau=1.0)
     acc = torch.tensor([0.9, 0.8, 0.3, 0.5, 0.6])
     w = loss.update_weights(acc)
     torch.testing.assert_close(loss(z, y), focal_loss(z, y, w.double(), gamma=2.0))
@@ -136,12 +141,12 @@ def test_focal_base_uses_weight_as_alpha() -> None:
 
 def test_state_dict_round_trip_through_a_checkpoint_file() -> None:
     z, y = batch(6)
-    loss = CDBLoss(C, tau="dynamic")
+    loss = PaperCDBLoss(C, tau="dynamic")
     loss.update_weights(torch.tensor([0.99, 0.2, 0.6, 0.4, 0.8]))
     buf = io.BytesIO()
     torch.save({"loss": loss.state_dict()}, buf)
     buf.seek(0)
-    fresh = CDBLoss(C, tau="dynamic")
+    fresh = PaperCDBLoss(C, tau="dynamic")
     assert not torch.equal(fresh.weight, loss.weight)
     fresh.load_state_dict(torch.load(buf)["loss"])
     assert torch.equal(fresh.weight, loss.weight)
@@ -150,7 +155,7 @@ def test_state_dict_round_trip_through_a_checkpoint_file() -> None:
 
 
 def test_weights_follow_the_module_device_and_dtype() -> None:
-    loss = CDBLoss(C).double()
+    loss = PaperCDBLoss(C).double()
     loss.update_weights(torch.tensor([0.9, 0.8, 0.3, 0.5, 0.6]))
     assert loss.weight.dtype == torch.float64
     z, y = batch(7, dtype=torch.float32)
@@ -170,11 +175,11 @@ def test_weights_follow_the_module_device_and_dtype() -> None:
 )
 def test_bad_constructor_arguments(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        CDBLoss(C, **kwargs)  # type: ignore[arg-type]
+        PaperCDBLoss(C, **kwargs)  # type: ignore[arg-type]
 
 
 def test_bad_update_and_forward_input() -> None:
-    loss = CDBLoss(C)
+    loss = PaperCDBLoss(C)
     with pytest.raises(ValueError, match=r"\(C,\) = \(5,\)"):
         loss.update_weights(torch.rand(4))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
@@ -193,7 +198,7 @@ def test_bad_update_and_forward_input() -> None:
 
 
 def test_momentum_averages_the_accuracies_before_the_weights() -> None:
-    loss = CDBLoss(C, tau=1.0, momentum=0.75)
+    loss = PaperCDBLoss(C, tau=1.0, momentum=0.75)
     a1 = torch.tensor([0.9, 0.2, 0.6, 0.4, 0.8], dtype=torch.float64)
     a2 = torch.tensor([0.1, 0.8, 0.6, 0.4, 0.0], dtype=torch.float64)
     # The first update takes the accuracy as it is: the paper's weights.
@@ -202,7 +207,7 @@ def test_momentum_averages_the_accuracies_before_the_weights() -> None:
     torch.testing.assert_close(loss.update_weights(a2), cdb_weights(avg, tau=1.0).float())
     torch.testing.assert_close(loss.accuracy, avg)
     # The dynamic tau is read from the average too.
-    dyn = CDBLoss(C, tau="dynamic", momentum=0.75)
+    dyn = PaperCDBLoss(C, tau="dynamic", momentum=0.75)
     dyn.update_weights(a1)
     dyn.update_weights(a2)
     assert float(dyn.tau_value) == pytest.approx(resolve_tau("dynamic", avg))
@@ -212,7 +217,7 @@ def test_momentum_damps_a_period_two_swing() -> None:
     # Accuracies that flip every epoch (the failure seen on the long tails):
     # without momentum the weights flip with them; with it they settle near even.
     flip = [torch.tensor([0.95, 0.05]), torch.tensor([0.05, 0.95])]
-    plain, damped = CDBLoss(2, tau=1.0), CDBLoss(2, tau=1.0, momentum=0.9)
+    plain, damped = PaperCDBLoss(2, tau=1.0), PaperCDBLoss(2, tau=1.0, momentum=0.9)
     for epoch in range(20):
         w_plain = plain.update_weights(flip[epoch % 2])
         w_damped = damped.update_weights(flip[epoch % 2])
@@ -222,7 +227,7 @@ def test_momentum_damps_a_period_two_swing() -> None:
 
 def test_momentum_skips_classes_without_validation_samples() -> None:
     nan = float("nan")
-    loss = CDBLoss(3, tau=1.0, momentum=0.5)
+    loss = PaperCDBLoss(3, tau=1.0, momentum=0.5)
     loss.update_weights(torch.tensor([0.2, nan, 0.6]))
     loss.update_weights(torch.tensor([0.4, 0.8, nan]))
     torch.testing.assert_close(loss.accuracy, torch.tensor([0.3, 0.8, 0.6], dtype=torch.float64))
@@ -230,12 +235,12 @@ def test_momentum_skips_classes_without_validation_samples() -> None:
 
 def test_momentum_continues_after_a_checkpoint() -> None:
     a = [torch.tensor([0.9, 0.2, 0.6, 0.4, 0.8]), torch.tensor([0.3, 0.9, 0.5, 0.7, 0.1])]
-    loss = CDBLoss(C, momentum=0.9)
+    loss = PaperCDBLoss(C, momentum=0.9)
     loss.update_weights(a[0])
     buf = io.BytesIO()
     torch.save(loss.state_dict(), buf)
     buf.seek(0)
-    fresh = CDBLoss(C, momentum=0.9)
+    fresh = PaperCDBLoss(C, momentum=0.9)
     fresh.load_state_dict(torch.load(buf))
     torch.testing.assert_close(fresh.update_weights(a[1]), loss.update_weights(a[1]))
 
@@ -243,11 +248,11 @@ def test_momentum_continues_after_a_checkpoint() -> None:
 @pytest.mark.parametrize("momentum", [1.0, -0.1, True, "0.9"])
 def test_bad_momentum(momentum: object) -> None:
     with pytest.raises(ValueError, match=r"momentum must be a float in \[0, 1\)"):
-        CDBLoss(C, momentum=momentum)  # type: ignore[arg-type]
+        PaperCDBLoss(C, momentum=momentum)  # type: ignore[arg-type]
 
 
 def test_momentum_checks_the_accuracy_before_averaging() -> None:
-    loss = CDBLoss(C, momentum=0.5)
+    loss = PaperCDBLoss(C, momentum=0.5)
     loss.update_weights(torch.full((C,), 0.5))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         loss.update_weights(torch.tensor([0.1, 0.2, 1.5, 0.3, 0.4]))
@@ -257,15 +262,15 @@ def test_min_difficulty_keeps_a_perfect_class_in_the_loss() -> None:
     # The paper's rule drops a class that is perfect on validation (weight 0);
     # the floor gives it the weight of difficulty delta instead.
     acc = torch.tensor([0.9, 1.0], dtype=torch.float64)
-    paper = CDBLoss(2, tau=1.0)
+    paper = PaperCDBLoss(2, tau=1.0)
     torch.testing.assert_close(paper.update_weights(acc), torch.tensor([2.0, 0.0]))
-    floored = CDBLoss(2, tau=1.0, min_difficulty=0.002)
+    floored = PaperCDBLoss(2, tau=1.0, min_difficulty=0.002)
     # d = (0.1, 0.002) -> w = 2 d / sum(d)
     expected = torch.tensor([2 * 0.1 / 0.102, 2 * 0.002 / 0.102])
     torch.testing.assert_close(floored.update_weights(acc), expected)
     # Above the floor nothing changes, and the dynamic tau is the paper's.
     acc = torch.tensor([0.9, 0.95], dtype=torch.float64)
-    dyn, dyn_floored = CDBLoss(2), CDBLoss(2, min_difficulty=0.002)
+    dyn, dyn_floored = PaperCDBLoss(2), PaperCDBLoss(2, min_difficulty=0.002)
     torch.testing.assert_close(dyn_floored.update_weights(acc), dyn.update_weights(acc))
     assert float(dyn_floored.tau_value) == float(dyn.tau_value)
     assert "min_difficulty=0.002" in repr(floored)
@@ -275,32 +280,34 @@ def test_min_difficulty_keeps_a_perfect_class_in_the_loss() -> None:
 @pytest.mark.parametrize("value", [1.0, -0.01, float("nan"), True, "0.1"])
 def test_bad_min_difficulty(value: object) -> None:
     with pytest.raises(ValueError, match=r"min_difficulty must be a float in \[0, 1\)"):
-        CDBLoss(C, min_difficulty=value)  # type: ignore[arg-type]
+        PaperCDBLoss(C, min_difficulty=value)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"min_difficulty must be a float in \[0, 1\)"):
         cdb_weights([0.5, 1.0], min_difficulty=value)  # type: ignore[arg-type]
 
 
 def test_solved_accuracy_takes_a_nearly_perfect_class_out_of_the_loss() -> None:
     acc = torch.tensor([0.9, 0.998, float("nan")], dtype=torch.float64)
-    paper = CDBLoss(3, tau=1.0).update_weights(acc)
+    paper = PaperCDBLoss(3, tau=1.0).update_weights(acc)
     assert float(paper[1]) > 0  # one validation mistake in 500: still in the loss
-    solved = CDBLoss(3, tau=1.0, solved_accuracy=0.99).update_weights(acc)
+    solved = PaperCDBLoss(3, tau=1.0, solved_accuracy=0.99).update_weights(acc)
     # d = (0.1, 0, NaN -> the mean weight of the measured classes, 0.05), normalised to 3
     torch.testing.assert_close(solved, torch.tensor([2.0, 0.0, 1.0]))
     # every class solved: uniform, as when every class is perfect
-    all_solved = CDBLoss(2, tau=1.0, solved_accuracy=0.9).update_weights(torch.tensor([0.95, 0.91]))
+    all_solved = PaperCDBLoss(2, tau=1.0, solved_accuracy=0.9).update_weights(
+        torch.tensor([0.95, 0.91])
+    )
     torch.testing.assert_close(all_solved, torch.ones(2))
-    assert "solved_accuracy=0.99" in repr(CDBLoss(3, solved_accuracy=0.99))
+    assert "solved_accuracy=0.99" in repr(PaperCDBLoss(3, solved_accuracy=0.99))
 
 
 @pytest.mark.parametrize("value", [0.0, 1.5, float("nan"), False, "0.99"])
 def test_bad_solved_accuracy(value: object) -> None:
     with pytest.raises(ValueError, match=r"solved_accuracy must be a float in \(0, 1\]"):
-        CDBLoss(C, solved_accuracy=value)  # type: ignore[arg-type]
+        PaperCDBLoss(C, solved_accuracy=value)  # type: ignore[arg-type]
 
 
 def test_floor_and_solved_threshold_are_not_combined() -> None:
     with pytest.raises(ValueError, match="set one of them"):
-        CDBLoss(C, min_difficulty=0.002, solved_accuracy=0.99)
+        PaperCDBLoss(C, min_difficulty=0.002, solved_accuracy=0.99)
     with pytest.raises(ValueError, match="set one of them"):
         cdb_weights([0.5, 1.0], min_difficulty=0.002, solved_accuracy=0.99)

@@ -203,10 +203,21 @@ def test_resolved_options_name_the_cdb_defaults_that_are_not_the_papers() -> Non
 
     assert resolved_options("ce", {"x": 1}) == {"x": 1}
     assert resolved_options("cdb-ce-paper", {}) == {}
+    assert resolved_options("cdb-ce", {}) == {
+        "tau": "dynamic-sigmoid",
+        "eps": 0.01,
+        "momentum": 0.9,
+        "max_ratio": 10.0,
+    }
     LOSSES["cdb-smoothed"] = LossSpec("cdb-smoothed", Smoothed, False, {}, "")
     try:
-        assert resolved_options("cdb-smoothed", {"tau": 1.0}) == {"tau": 1.0, "momentum": 0.9}
-        assert resolved_options("cdb-smoothed", {"momentum": 0.0}) == {"momentum": 0.0}
+        recipe = {"tau": "dynamic-sigmoid", "eps": 0.01, "max_ratio": 10.0}  # CDBLoss's own
+        assert resolved_options("cdb-smoothed", {"tau": 1.0}) == {
+            **recipe,
+            "tau": 1.0,
+            "momentum": 0.9,
+        }
+        assert resolved_options("cdb-smoothed", {"momentum": 0.0}) == {"momentum": 0.0, **recipe}
     finally:
         del LOSSES["cdb-smoothed"]
     with pytest.raises(ValueError, match="unknown loss 'nope'"):

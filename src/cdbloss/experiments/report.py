@@ -52,18 +52,21 @@ _LABELS = {
     "eql": "EQL",
     "cdb-ce": "CDB-CE",
     "cdb-focal": "CDB-Focal",
-    "cdb-ce-paper": "CDB-CE Eq. 3",
+    "cdb-ce-paper": "CDB-CE",  # the paper's rule: what "cdb-ce" named before 2026-12-02
     "cdb-ce-authors": "CDB-CE authors' code",
     "cdb-bs": "CDB-BS",
 }
 
+#: names of CDB-CE under the paper's rule: ``cdb-ce`` in runs before 2026-12-02
+_PAPER_NAMES = ("cdb-ce", "cdb-ce-paper")
+
 #: registered CDB forms whose name already fixes tau and the reduction
-_CDB_PRESETS = ("cdb-ce-paper", "cdb-ce-authors")
+_CDB_PRESETS = ("cdb-ce-authors",)
 
 
 _ORDER = ["CE", "IFW", "IFW (sqrt)", "Focal", "CB", "CB-Focal", "EQL", "L2RW", "MWN", "LDAM", "LDAM-DRW",
-          "Balanced Softmax", "Logit adjustment", "CDB-CE Eq. 3", "CDB-CE authors' code", "CDB-CE",
-          "CDB-Focal", "CDB-BS"]  # fmt: skip
+          "Balanced Softmax", "Logit adjustment", "CDB-CE authors' code", "CDB-CE", "CDB-Focal",
+          "CDB-BS"]  # fmt: skip
 
 
 def _row_order(label: str) -> tuple[int, list[Any]]:
@@ -271,7 +274,7 @@ BEST_TAU_ROW = "CDB-CE (best fixed tau on val)"
 
 def _fixed_tau(config: dict[str, Any]) -> float | None:
     """The fixed tau of a plain CDB-CE run (None for dynamic tau, a variant, another method)."""
-    if config["loss"]["name"] != "cdb-ce" or config.get("train", {}).get("method", "standard") != (
+    if config["loss"]["name"] not in _PAPER_NAMES or config.get("train", {}).get("method", "standard") != (
         "standard"
     ):
         return None
@@ -292,6 +295,8 @@ def _rule_changes(loss_options: dict[str, Any]) -> list[str]:
     are this library's, not the paper's.
     """
     parts = []
+    if loss_options.get("eps", 1e-4) != 1e-4:
+        parts.append(f"eps {float(loss_options['eps']):g}")
     if loss_options.get("momentum"):
         parts.append(f"momentum {float(loss_options['momentum']):g}")
     if loss_options.get("min_difficulty"):
@@ -653,7 +658,7 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
             save(_weights_figure(group[0], col_key, target), name)
 
     # 3. metric against fixed tau (Table 2 / 4 as a plot)
-    fixed = [r for r in runs if r.config["loss"]["name"] == "cdb-ce"]
+    fixed = [r for r in runs if r.config["loss"]["name"] in _PAPER_NAMES]
     points: dict[Any, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     dynamic: dict[Any, list[float]] = defaultdict(list)
     for r in fixed:

@@ -124,7 +124,10 @@ class CDBLoss(nn.Module):
 
     .. math:: \ell_i = w_{y_i}\, \ell^{\text{base}}_i, \qquad w_c = (1 - A_c)^{\tau}
 
-    rescaled to sum to ``C`` when ``normalize``. Every option of the weights
+    rescaled to sum to ``C`` when ``normalize``. The defaults are the recipe
+    the long-tail study measured (sigmoid tau, ``eps=0.01``, ``momentum=0.9``,
+    ``max_ratio=10``; docs/results.md, section 6); ``build_loss("cdb-ce-paper")``
+    is the paper's rule as written. Every option of the weights
     (tau, eps, momentum, floor, solved threshold, cap, deferral, prior,
     training-stream source) is documented at :class:`~cdbloss.CDBWeighting`.
 
@@ -150,8 +153,8 @@ class CDBLoss(nn.Module):
         >>> from cdbloss import CDBLoss, ClassDifficulty
         >>> loss_fn, tracker = CDBLoss(num_classes=2), ClassDifficulty(num_classes=2)
         >>> tracker.update(torch.tensor([0, 0, 0, 1]), torch.tensor([0, 0, 1, 1]))
-        >>> loss_fn.update_weights(tracker)  # class 1 is harder: larger weight
-        tensor([0., 2.])
+        >>> loss_fn.update_weights(tracker)  # class 1 is harder: larger weight (capped at 10x)
+        tensor([0.1818, 1.8182])
     """
 
     log_prior: Tensor
@@ -159,17 +162,17 @@ class CDBLoss(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        tau: TauSpec = "dynamic",
-        eps: float = 1e-4,
+        tau: TauSpec = "dynamic-sigmoid",
+        eps: float = 0.01,
         normalize: bool = True,
         base: str = "ce",
         gamma: float = 2.0,
         reduction: str = "mean",
         ignore_index: int = -100,
-        momentum: float = 0.0,
+        momentum: float = 0.9,
         min_difficulty: float = 0.0,
         solved_accuracy: float = 1.0,
-        max_ratio: float | None = None,
+        max_ratio: float | None = 10.0,
         defer_until: int = 0,
         prior_strength: float = 0.0,
         source: str = "val",
