@@ -274,9 +274,8 @@ BEST_TAU_ROW = "CDB-CE (best fixed tau on val)"
 
 def _fixed_tau(config: dict[str, Any]) -> float | None:
     """The fixed tau of a plain CDB-CE run (None for dynamic tau, a variant, another method)."""
-    if config["loss"]["name"] not in _PAPER_NAMES or config.get("train", {}).get("method", "standard") != (
-        "standard"
-    ):
+    method = config.get("train", {}).get("method", "standard")
+    if config["loss"]["name"] not in _PAPER_NAMES or method != "standard":
         return None
     opts = config["loss"].get("options", {})
     tau = opts.get("tau", "dynamic")
