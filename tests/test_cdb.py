@@ -222,6 +222,8 @@ def test_prior_needs_counts_and_deferral_needs_set_epoch() -> None:
         CDBWeighting(2, prior_strength=1.0).update(torch.tensor([0.5, 0.5]))
     with pytest.raises(RuntimeError, match="needs set_epoch"):
         CDBWeighting(2, defer_until=1).update(torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="resolved by the training engine"):
+        CDBWeighting(2, defer_until="first-decay")  # type: ignore[arg-type]
 
 
 def test_wrong_shapes_name_what_came() -> None:

@@ -93,6 +93,10 @@ def _check_real(value: Any, name: str, *, low: float, strict: bool) -> float:
     return float(value)
 
 
+#: ``defer_until`` value that the engine replaces by its schedule's first decay epoch.
+FIRST_DECAY = "first-decay"
+
+
 def _check_int(value: Any, name: str, *, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -121,7 +125,8 @@ class CDBWeighting(nn.Module):
         defer_until: epoch ``E >= 0`` (from 0) before which the applied weights
             are uniform (0: from the first update, the paper). Needs
             :meth:`set_epoch` at the start of every epoch (the engine and the
-            callbacks call it).
+            callbacks call it). In an engine config, ``"first-decay"`` stands
+            for the first learning-rate milestone of ``optim``.
         prior_strength: ``s >= 0`` pseudo-counts of the pooled accuracy added
             to each class (0: none). Needs counts: a :class:`ClassDifficulty`,
             not a bare accuracy tensor.
@@ -188,6 +193,12 @@ class CDBWeighting(nn.Module):
         self.min_difficulty = float(min_difficulty)
         self.solved_accuracy = float(solved_accuracy)
         self.max_ratio = None if max_ratio is None else float(max_ratio)
+        if str(defer_until) == FIRST_DECAY:
+            raise ValueError(
+                f"defer_until={FIRST_DECAY!r} is resolved by the training engine from the "
+                "config's optim.milestones; in your own loop pass the epoch of your first "
+                "learning-rate decay (an int >= 0)"
+            )
         self.defer_until = _check_int(defer_until, "defer_until", low=0)
         self.prior_strength = _check_real(prior_strength, "prior_strength", low=0.0, strict=False)
         self.source: Source = "train" if source == "train" else "val"

@@ -451,6 +451,31 @@ def test_deferred_cdb_trains_with_uniform_weights_until_the_epoch(tmp_path: Path
         assert h["weights"] == pytest.approx(cdb_weights(acc, tau=1.0).tolist(), rel=1e-6)
 
 
+def test_first_decay_deferral_is_the_first_milestone_written_into_the_config(
+    tmp_path: Path,
+) -> None:
+    from cdbloss.engine.trainer import with_resolved_loss
+
+    raw = tiny_config(
+        train__epochs=4,
+        optim__milestones=[2.5, 3],
+        loss__options={"tau": 1.0, "defer_until": "first-decay"},
+    )
+    cfg = with_resolved_loss(config_from_dict(raw))
+    assert cfg.loss.options["defer_until"] == 3  # the decay takes effect from epoch ceil(2.5)
+    result = Trainer(config_from_dict(raw), tmp_path / "run").fit()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["loss"]["options"]["defer_until"] == 3
+    assert [h["weights"] for h in result["history"][:3]] == [[1.0, 1.0, 1.0]] * 3
+    assert result["history"][3]["weights"] != [1.0, 1.0, 1.0]
+    cosine = tiny_config(
+        optim__schedule="cosine", loss__options={"tau": 1.0, "defer_until": "first-decay"}
+    )
+    with pytest.raises(ValueError, match=r"needs optim.schedule 'multistep' with milestones"):
+        Trainer(config_from_dict(cosine), tmp_path / "cosine")
+    assert not (tmp_path / "cosine").exists()
+
+
 def test_cdb_sampler_draws_by_difficulty_and_resumes_to_the_same_result(tmp_path: Path) -> None:
     raw = tiny_config(
         loss__name="ce",

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from cdbloss.cdb import FIRST_DECAY
 from cdbloss.data.base import DataSplits, load_protocol
 from cdbloss.data.protocols import import_protocols
 from cdbloss.difficulty import ClassDifficulty
@@ -80,9 +81,23 @@ def with_resolved_loss(cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` with the loss options resolved (:func:`cdbloss.losses.resolved_options`).
 
     CDB defaults that differ from the paper's rule are written into the config,
-    so the saved config names every setting a run trained with.
+    so the saved config names every setting a run trained with, and
+    ``defer_until: first-decay`` becomes the epoch of the schedule's first
+    learning-rate decay (``optim.milestones``, rounded up to a whole epoch).
+
+    Raises:
+        ValueError: ``first-decay`` with a schedule that has no milestone.
     """
-    resolved = resolved_options(cfg.loss.name, dict(cfg.loss.options))
+    options = dict(cfg.loss.options)
+    if options.get("defer_until") == FIRST_DECAY:
+        o = cfg.optim
+        if o.schedule != "multistep" or not o.milestones:
+            raise ValueError(
+                f"loss.options.defer_until={FIRST_DECAY!r} needs optim.schedule 'multistep' "
+                f"with milestones; got schedule {o.schedule!r}, milestones {list(o.milestones)}"
+            )
+        options["defer_until"] = math.ceil(min(o.milestones))
+    resolved = resolved_options(cfg.loss.name, options)
     if resolved == cfg.loss.options:
         return cfg
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, options=resolved))
