@@ -12,18 +12,27 @@ that checks each CDB method against the study's three targets.
 
     python scripts/longtail_choose.py                 # Markdown on stdout
     python scripts/longtail_choose.py --seeds 0 1 2   # only these seeds
+    python scripts/longtail_choose.py --out results/longtail_study/tables.md
+    python scripts/longtail_choose.py --check results/longtail_study/tables.md
+
+docs/results.md quotes the committed tables.md (scripts/sync_results_tables.py),
+and the test suite runs ``--check``, so the page's numbers are this script's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
+from cdbloss.engine.checkpoint import atomic_write_text
 from cdbloss.experiments.report import method_label, sign_test
 
 DATASETS = {
@@ -103,8 +112,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="results")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--out", help="write the Markdown to this file (atomically)")
+    where.add_argument("--check", help="exit 1 if this file differs from what would be written")
     args = ap.parse_args()
-    seeds = set(args.seeds) if args.seeds else None
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        tables(Path(args.results), set(args.seeds) if args.seeds else None)
+    text = buffer.getvalue()
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+    elif args.check:
+        if not Path(args.check).exists() or Path(args.check).read_text() != text:
+            sys.exit(f"{args.check} is stale: rerun scripts/longtail_choose.py --out {args.check}")
+    else:
+        sys.stdout.write(text)
+
+
+def tables(results: Path, seeds: set[int] | None) -> None:
+    """Print every table of the study (Markdown) to stdout."""
     gains: dict[str, list[float]] = defaultdict(list)
     # method -> paired mean test difference per cell, against CE (every cell) and BS (factor 100)
     test_vs_ce: dict[str, list[float]] = defaultdict(list)
@@ -114,7 +140,7 @@ def main() -> None:
     # method -> baseline -> every paired test difference over data sets, factors and seeds
     pairs: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for name, folders in DATASETS.items():
-        scores = load(Path(args.results), folders, seeds)
+        scores = load(results, folders, seeds)
         print(f"\n### {name}\n")
         for factor in FACTORS:
             print(
@@ -173,7 +199,7 @@ def main() -> None:
             w, lo = sum(x > 0 for x in d), sum(x < 0 for x in d)
             cols.append(f"{mean(d):+.2f} ({w}-{lo}-{len(d) - w - lo}, p={sign_test(w, lo):.2g})")
         print(f"| {m} | " + " | ".join(cols) + " |")
-    four_nine = load_four_nine(Path(args.results), seeds)
+    four_nine = load_four_nine(results, seeds)
     print(f"\n### MNIST 4-vs-9 at ratio {FOUR_NINE_RATIO} (test error %)\n")
     print(
         "The paper's two-class task at its strongest imbalance, the Table 1 protocol; paired"
