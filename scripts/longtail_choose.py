@@ -53,6 +53,17 @@ BASELINES = ("CE", "Balanced Softmax", "LDAM-DRW")
 FACTORS = (100, 10)
 FOUR_NINE = ["mnist_4v9_table1", "longtail_study/mnist_4v9"]
 FOUR_NINE_RATIO = 0.995
+RECIPE = "dynamic-sigmoid, eps 0.01, momentum 0.9, cap 10"
+GLANCE = (
+    "CE",
+    "Balanced Softmax",
+    "LDAM-DRW",
+    "CDB-CE (dyn. tau)",
+    "CDB-CE authors' code",
+    f"CDB-CE ({RECIPE})",
+    f"CDB-CE ({RECIPE}, deferred to the first decay)",
+    f"CDB-BS ({RECIPE})",
+)
 PAPER_RULE_4V9 = (
     6.64  # the paper rule's mean test error at 0.995 over ten seeds (results.md, Table 1)
 )
@@ -136,6 +147,8 @@ def tables(results: Path, seeds: set[int] | None) -> None:
     test_vs_ce: dict[str, list[float]] = defaultdict(list)
     test_vs_bs100: dict[str, list[float]] = defaultdict(list)
     fewest: dict[str, int] = {}  # method -> fewest seeds paired with CE in any cell
+    # method -> (data set, factor) -> (mean test top-1, seeds)
+    glance: dict[str, dict[tuple[str, int], tuple[float, int]]] = defaultdict(dict)
     cells: dict[str, int] = defaultdict(int)
     # method -> baseline -> every paired test difference over data sets, factors and seeds
     pairs: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -155,6 +168,7 @@ def tables(results: Path, seeds: set[int] | None) -> None:
                 vs = [paired(runs, scores.get(b, {}).get(factor, {}), 1) for b in BASELINES]
                 val = mean(v for v, _ in runs.values())
                 test = mean(t for _, t in runs.values())
+                glance[m][(name, factor)] = (test, len(runs))
                 print(f"| {m} | {len(runs)} | {val:.2f} | {test:.2f} | " + " | ".join(vs) + " |")
                 for b in BASELINES:
                     ref = scores.get(b, {}).get(factor, {})
@@ -251,6 +265,24 @@ def tables(results: Path, seeds: set[int] | None) -> None:
             f"| {m} | {worst:+.2f} | {'yes' if worst >= 0 else 'no'} | {above} of"
             f" {len(test_vs_bs100[m])} | {'yes' if above >= 2 else 'no'} | {fn_text} | {fn_ok} |"
         )
+
+    print("\n### At a glance (test top-1 %)\n")
+    print(
+        "Mean test top-1 over seeds 0-2 in each cell, for the baselines and the CDB forms the"
+        " verdict names (n < 3 in brackets).\n"
+    )
+    cols = [(name, factor) for name in DATASETS for factor in FACTORS]
+    print("| method | " + " | ".join(f"{n} x{f}" for n, f in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for m in GLANCE:
+        cells_text = []
+        for col in cols:
+            if col not in glance.get(m, {}):
+                cells_text.append("-")
+                continue
+            test, n = glance[m][col]
+            cells_text.append(f"{test:.2f}" + ("" if n >= 3 else f" (n={n})"))
+        print(f"| {m} | " + " | ".join(cells_text) + " |")
 
 
 if __name__ == "__main__":

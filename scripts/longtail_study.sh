@@ -6,6 +6,9 @@
 #   bash scripts/longtail_study.sh stage1 fashion_mnist_lt 'V1, V2'   # one data set, chosen candidates
 #   bash scripts/longtail_study.sh stage2 'V1, V2'   # chosen candidates (on validation) on the CPU CIFAR-10-LT
 #   bash scripts/longtail_study.sh baselines         # the CE / Balanced Softmax / LDAM-DRW seeds the older grids lack
+#   bash scripts/longtail_study.sh recipe            # the CE-base recipe, plain and deferred, on the CPU CIFAR-10-LT
+#   bash scripts/longtail_study.sh four-nine         # the recipes on MNIST 4-vs-9 at ratio 0.995 (Table 1 protocol)
+#   python scripts/longtail_choose.py --out results/longtail_study/tables.md   # then the tables
 # Factors 100 and 10, seeds 0-2. CLI overrides the python that runs the sweeps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,5 +53,19 @@ case "${1:-}" in
     $CLI sweep configs/cifar10_lt_cpu.yaml 'sweep.seed=[2]' 'sweep.variants=[{loss.name: ce}, {loss.name: balanced-softmax}]' "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu"
     $CLI sweep configs/cifar10_lt_cpu.yaml 'sweep.seed=[1,2]' "sweep.variants=[$LD13]" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu"
     ;;
-  *) echo "usage: $0 stage1 | stage2 'VARIANTS' | baselines" >&2; exit 2 ;;
+  recipe)
+    R='{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10}}'
+    RD='{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, defer_until: 13}}'
+    $CLI sweep configs/cifar10_lt_cpu.yaml "$SEEDS" "sweep.variants=[$R]" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu_default"
+    $CLI sweep configs/cifar10_lt_cpu.yaml "$SEEDS" "sweep.variants=[$RD]" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu_default"
+    ;;
+  four-nine)
+    R='{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10}}'
+    B='{loss.name: cdb-bs, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10}}'
+    RD='{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, defer_until: 240}}'
+    RATIO='sweep.data.options.ratio=[0.995]'
+    $CLI sweep configs/mnist_4v9_table1.yaml "$SEEDS" "sweep.variants=[$R]" "$RATIO" --workers 2 --out "$OUT/mnist_4v9"
+    $CLI sweep configs/mnist_4v9_table1.yaml "$SEEDS" "sweep.variants=[$B, $RD]" "$RATIO" --workers 2 --out "$OUT/mnist_4v9"
+    ;;
+  *) echo "usage: $0 stage1 | stage2 'VARIANTS' | baselines | recipe | four-nine" >&2; exit 2 ;;
 esac

@@ -330,3 +330,56 @@ def test_guard_warns_once_and_can_be_turned_off() -> None:
         warnings.simplefilter("error")
         for k in range(10):
             off.update(flip[k % 2])
+
+
+def _study_runs(*names: str) -> list[Path]:
+    """The long-tail study's committed runs of these losses whose weights came from validation.
+
+    Only runs whose ``result.json`` keeps every epoch's history (a long run's is thinned).
+    """
+    runs = []
+    for path in sorted((RESULTS / "longtail_study").glob("*/*/result.json")):
+        result = json.loads(path.read_text())
+        loss = result["config"]["loss"]
+        whole = len(result["history"]) == result["config"]["train"]["epochs"]
+        if whole and loss["name"] in names and loss["options"].get("source", "val") == "val":
+            runs.append(path.parent)
+    return runs
+
+
+def _replay_study_run(run: Path) -> tuple[int | None, float]:
+    """Replay a study run through the weighting its own config builds (with the deferral)."""
+    from cdbloss.losses import build_loss
+
+    result = json.loads((run / "result.json").read_text())
+    loss = result["config"]["loss"]
+    num_classes = len(result["class_counts"])
+    built = build_loss(
+        loss["name"], num_classes, class_counts=result["class_counts"], **loss["options"]
+    )
+    w = built.weighting
+    warned, diff = None, 0.0
+    for h in result["history"]:
+        w.set_epoch(h["epoch"] - 1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            w.update(torch.tensor(h["val_per_class_accuracy"], dtype=torch.float64))
+        if any(issubclass(c.category, SwingWarning) for c in caught) and warned is None:
+            warned = h["epoch"]
+        diff = max(diff, float((w.weight - torch.tensor(h["weights"])).abs().max()))
+    return warned, diff
+
+
+def test_guard_is_silent_on_every_study_run_of_the_recipe_and_fires_on_the_authors_preset() -> None:
+    recipe = _study_runs("cdb-ce", "cdb-bs")
+    recipe = [r for r in recipe if "tau_dynamic-sigmoid" in r.name]
+    authors = _study_runs("cdb-ce-authors")
+    if not recipe or not authors:
+        pytest.skip("results/longtail_study is not in this checkout")
+    assert len(recipe) >= 60
+    for run in recipe:
+        warned, diff = _replay_study_run(run)
+        assert diff < 1e-5, run  # the weights the run logged are the ones its config builds
+        assert warned is None, run
+    fired = [_replay_study_run(run)[0] for run in authors]
+    assert all(epoch is not None for epoch in fired), fired
