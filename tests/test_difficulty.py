@@ -31,6 +31,15 @@ def test_unseen_class_is_nan_and_ignore_index_skipped() -> None:
     assert t.total.tolist() == [1, 1, 0]
 
 
+def test_a_row_of_nan_logits_is_a_miss_not_a_prediction_of_class_0() -> None:
+    t = ClassDifficulty(2)
+    nan = float("nan")
+    logits = torch.tensor([[nan, nan], [1.0, nan], [2.0, 0.0], [0.0, 2.0]])
+    t.update(logits, torch.tensor([0, 1, 0, 1]))
+    assert t.total.tolist() == [2, 2]
+    assert t.correct.tolist() == [1, 1]  # the NaN rows count as wrong for either class
+
+
 @given(
     st.integers(1, 6).flatmap(
         lambda c: st.tuples(

@@ -2,6 +2,10 @@
 
 import sys
 
-from cdbloss.cli import main
+try:
+    from cdbloss.cli import main
+except KeyboardInterrupt:  # Ctrl-C while torch is still being imported
+    print("cdbloss: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

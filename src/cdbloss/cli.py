@@ -7,6 +7,7 @@ here through an ``add_parser(subparsers)`` function.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,18 +48,54 @@ def _add_experiments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 _GROUPS = [_add_data, _add_experiments]
 
 
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (an OS error as its reason and file)."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        text = f"{err.strerror}: {str(err.filename)!r}"
+    else:
+        text = str(err)
+        if isinstance(err, KeyError) and err.args:
+            text = f"missing key {err.args[0]!r}"
+    return " ".join(text.split()) or type(err).__name__
+
+
+def _say(text: str) -> None:
+    print(f"cdbloss: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cdbloss`` script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
+    """Entry point of the ``cdbloss`` script; returns the exit status.
+
+    Exit status: 0 done; 1 a run failed (a NaN loss, a failed sweep run, an internal
+    error); 2 a usage or data error (a bad config key or value, a missing or unreadable
+    file), found before any work starts wherever it can be; 130 interrupted (Ctrl-C).
+    Every error is one line on stderr, never a traceback; ``CDBLOSS_TRACEBACK=1``
+    shows the traceback of an unexpected one.
+    """
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
         return int(func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"cdbloss: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        _say(f"interrupted; {one_line(err)}" if str(err) else "interrupted")
+        return 130
+    except (ValueError, OSError) as err:  # usage and data errors
+        _say(f"error: {one_line(err)}")
+        return 2
+    except RuntimeError as err:  # a run that failed
+        _say(f"error: {one_line(err)}")
+        return 1
+    except Exception as err:
+        if os.environ.get("CDBLOSS_TRACEBACK"):
+            raise
+        _say(
+            f"internal error: {type(err).__name__}: {one_line(err)} "
+            "(CDBLOSS_TRACEBACK=1 shows where; please report it)"
+        )
         return 1
 
 

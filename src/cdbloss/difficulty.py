@@ -84,6 +84,10 @@ class ClassDifficulty(nn.Module):
                     f"logits must have shape (N, C) = ({n}, {c}), got {tuple(preds_or_logits.shape)}"
                 )
             preds = preds_or_logits.argmax(dim=1)
+            if preds_or_logits.is_floating_point():
+                # argmax puts a row with a NaN on that NaN's class (class 0 for an all-NaN
+                # row): such a row predicts no class, so it counts as a miss
+                preds = preds.masked_fill(preds_or_logits.isnan().any(dim=1), -1)
         elif preds_or_logits.dim() == 1:
             if preds_or_logits.shape[0] != n or preds_or_logits.is_floating_point():
                 raise ValueError(

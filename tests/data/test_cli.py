@@ -105,16 +105,16 @@ def test_info_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["9"] == ["7", "10", "20"]
 
 
-def test_errors_become_exit_status_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_become_exit_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _synthetic_mnist(tmp_path)
     rc = main(
         ["data", "info", "mnist-4v9", "--ratio", "0.3", "--root", str(tmp_path), "--no-verify"]
     )
-    assert rc == 1
+    assert rc == 2
     assert "ratio (the majority share) must lie in (0.5, 1), got 0.3" in capsys.readouterr().err
-    assert main(["data", "info", "no-such-protocol"]) == 1
+    assert main(["data", "info", "no-such-protocol"]) == 2
     assert "known: [" in capsys.readouterr().err
-    assert main(["data", "fetch", "imagenet"]) == 1
+    assert main(["data", "fetch", "imagenet"]) == 2
     assert (
         "unknown source 'imagenet'; known: mnist, fashion-mnist, cifar10, cifar100"
         in capsys.readouterr().err
@@ -122,7 +122,7 @@ def test_errors_become_exit_status_1(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_fetch_cifar100_without_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["data", "fetch", "cifar100", "--root", str(tmp_path)]) == 1
+    assert main(["data", "fetch", "cifar100", "--root", str(tmp_path)]) == 2
     assert "cifar-100-python.tar.gz" in capsys.readouterr().err
 
 

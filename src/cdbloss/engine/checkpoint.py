@@ -6,6 +6,7 @@ import json
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,39 @@ import numpy as np
 import torch
 
 __all__ = [
+    "CheckpointError",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "get_rng_state",
     "load_checkpoint",
+    "read_json",
     "save_checkpoint",
     "set_rng_state",
 ]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that does not fit the run; the message names
+    the file and says that deleting it restarts the run."""
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """``json.loads`` of a file, with an error that names the file when it is unreadable.
+
+    Raises:
+        ValueError: not UTF-8 or not valid JSON (the file, ``what`` it is, where it breaks).
+    """
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {str(p)!r} is unreadable: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{what} {str(p)!r} is unreadable: not valid JSON at line {err.lineno}, "
+            f"column {err.colno} ({err.msg})"
+        ) from None
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -64,9 +90,37 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Uses ``weights_only=True``: tensors, containers and plain numbers only, so
     a crafted checkpoint cannot run code.
+
+    Raises:
+        CheckpointError: the file is not a checkpoint this code can read (truncated, empty,
+            random bytes, or holding objects other than tensors and plain data); the
+            message names the file and says that deleting it restarts the run.
     """
-    state: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)
+    p = Path(path)
+    try:
+        with warnings.catch_warnings():  # torch warns about old formats; the error says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is unreadable ({_load_failure(err)}); deleting it "
+            "restarts the run from scratch (a run keeps no older checkpoint)"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is unreadable (it holds a {type(state).__name__}, not "
+            "a checkpoint's mapping); deleting it restarts the run from scratch"
+        )
     return state
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load`` failed, in a few words, without torch's advice to load with
+    ``weights_only=False`` (which would run whatever code the file carries)."""
+    text = str(err)
+    if "Unsupported global" in text:
+        return "it holds objects other than tensors and plain data, refused for safety"
+    return "truncated, empty or not a torch checkpoint"
 
 
 def get_rng_state() -> dict[str, Any]:

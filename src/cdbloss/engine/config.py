@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from typing import Any, Literal, get_args, get_origin
 
 __all__ = [
     "VOLATILE_KEYS",
+    "ConfigError",
     "DataConfig",
     "ExperimentConfig",
     "LossConfig",
@@ -41,6 +46,11 @@ __all__ = [
     "load_config",
     "parse_override",
 ]
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key or file,
+    what was expected and what came (one line, no traceback on the command line)."""
 
 
 @dataclass
@@ -212,7 +222,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
-            raise ValueError(f"config key {key!r} must be one of {list(choices)}, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be one of {list(choices)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
         options = get_args(tp)
@@ -226,38 +236,40 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except ValueError as err:
                 errors.append(str(err))
-        raise ValueError(errors[0] if errors else f"config key {key!r}: bad value {value!r}")
+        raise ConfigError(errors[0] if errors else f"config key {key!r}: bad value {value!r}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(
+            raise ConfigError(
                 f"config key {key!r} must be a list, got {type(value).__name__} {value!r}"
             )
         (item,) = get_args(tp) or (Any,)
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"config key {key!r} must be a mapping, got {type(value).__name__}")
+            raise ConfigError(f"config key {key!r} must be a mapping, got {type(value).__name__}")
         for k in value:
             if not isinstance(k, str):
-                raise ValueError(f"config key {key!r}: keys must be strings, got {k!r}")
+                raise ConfigError(f"config key {key!r}: keys must be strings, got {k!r}")
         return dict(value)
     if tp is Any:
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"config key {key!r} must be true or false, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"config key {key!r} must be a string, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
@@ -269,13 +281,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _build(cls: Any, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         where = f"config section {prefix!r}" if prefix else "a config"
-        raise ValueError(f"{where} must be a mapping, got {type(raw).__name__}")
+        raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - fields)
+    unknown = sorted(repr(k) if not isinstance(k, str) else k for k in set(raw) - fields)
     if unknown:
         name = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ValueError(f"unknown config key {name!r}; valid keys here: {sorted(fields)}")
+        raise ConfigError(f"unknown config key {name!r}; valid keys here: {sorted(fields)}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
     return cls(**kwargs)
 
@@ -289,17 +301,18 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
     PROTOCOLS = import_protocols()
 
     if cfg.loss.name not in LOSSES:
-        raise ValueError(
+        raise ConfigError(
             f"config key 'loss.name': unknown loss {cfg.loss.name!r}; known: {sorted(LOSSES)}"
         )
     if cfg.model.name not in MODELS:
-        raise ValueError(
+        raise ConfigError(
             f"config key 'model.name': unknown model {cfg.model.name!r}; known: {sorted(MODELS)}"
         )
     if cfg.data.protocol not in PROTOCOLS:
-        raise ValueError(
+        raise ConfigError(
             f"config key 'data.protocol': unknown protocol {cfg.data.protocol!r}; known: {sorted(PROTOCOLS)}"
         )
+    _check_options("data.options", PROTOCOLS[cfg.data.protocol], cfg.data.options)
     t, o = cfg.train, cfg.optim
     for key, value, low in (
         ("train.epochs", t.epochs, 1),
@@ -314,11 +327,11 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
         ("optim.warmup_epochs", o.warmup_epochs, 0),
     ):
         if value < low:
-            raise ValueError(f"config key {key!r} must be >= {low}, got {value}")
+            raise ConfigError(f"config key {key!r} must be >= {low}, got {value}")
     if o.lr <= 0:
-        raise ValueError(f"config key 'optim.lr' must be > 0, got {o.lr}")
+        raise ConfigError(f"config key 'optim.lr' must be > 0, got {o.lr}")
     if o.momentum < 0 or o.weight_decay < 0 or o.gamma <= 0:
-        raise ValueError(
+        raise ConfigError(
             "config keys optim.momentum and optim.weight_decay must be >= 0, optim.gamma > 0"
         )
     for key, values in cfg.sweep.items():
@@ -328,6 +341,25 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
                     _split_key(cfg, inner)
         else:
             _split_key(cfg, key)  # raises for an unknown dotted key
+
+
+def _check_options(key: str, factory: Any, options: dict[str, Any]) -> None:
+    """Refuse an option ``factory`` does not take (before any data is read), listing those
+    it takes; a factory with ``**kwargs`` takes anything."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [
+        n
+        for n, p in params.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    for name in options:
+        if name not in valid:
+            raise ConfigError(f"unknown config key '{key}.{name}'; valid keys here: {valid}")
 
 
 # --------------------------------------------------------------------------- public
@@ -357,44 +389,92 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+#: YAML 1.2 floats that YAML 1.1 (PyYAML) reads as strings: ``1e-3``, ``5E4``, ``.5e-2``
+#: (1.1 wants a dot and a signed exponent, ``1.0e-3``). The configs write the paper's values so.
+_FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+@functools.lru_cache(maxsize=1)
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader, reading YAML 1.2 exponent floats as numbers."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # type: ignore[misc]  # the resolver is added to it alone
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+.0123456789"))
+    return Loader
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """Parse YAML ``text`` safely; a syntax error is one :class:`ConfigError` line naming
+    ``what`` (a file or an override), the line and column, and the parser's complaint."""
+    try:
+        import yaml
+    except ImportError as err:  # pragma: no cover - the experiments extra installs it
+        raise RuntimeError(
+            "YAML configs need PyYAML: pip install 'cdb-loss[experiments]' (or use a .json config)"
+        ) from err
+    try:
+        return yaml.load(text, Loader=_yaml_loader())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{what}: not valid YAML{where}: {problem}") from None
+
+
 def _read_mapping(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder; expected a YAML or JSON file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {err.start}); expected YAML or JSON"
+        ) from None
+    what = f"config file {str(path)!r}"
     if path.suffix == ".json":
-        data = json.loads(text)
-    else:
         try:
-            import yaml
-        except ImportError as err:  # pragma: no cover - the experiments extra installs it
-            raise RuntimeError(
-                "YAML configs need PyYAML: pip install 'cdb-loss[experiments]' (or use a .json config)"
-            ) from err
-        data = yaml.safe_load(text)
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(
+                f"{what}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+            ) from None
+    else:
+        data = load_yaml(text, what)
     if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping at the top level")
+        raise ConfigError(
+            f"{what} must hold a mapping (key: value lines) at the top level, "
+            f"got {type(data).__name__}"
+        )
     return data
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"optim.lr=0.01"`` -> ``("optim.lr", 0.01)``; values are parsed as YAML scalars/lists."""
+    """``"optim.lr=0.01"`` -> ``("optim.lr", 0.01)``; values are parsed as YAML scalars/lists.
+
+    Example:
+        >>> parse_override("optim.lr=1e-3")
+        ('optim.lr', 0.001)
+    """
     if "=" not in text:
-        raise ValueError(f"override {text!r} must look like key.path=value")
+        raise ConfigError(f"override {text!r} must look like key.path=value")
     key, raw = text.split("=", 1)
     key = key.strip()
-    if not key:
-        raise ValueError(f"override {text!r} has an empty key")
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected a dotted key like optim.lr, got {key!r}")
+    if not raw.strip():
+        return key, ""
     try:
-        import yaml
-
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except ImportError:  # pragma: no cover
+        value = load_yaml(raw, f"override {text!r}")
+    except RuntimeError:  # pragma: no cover - no PyYAML: JSON values, else the text
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-    except Exception as err:  # a malformed YAML value
-        raise ValueError(f"override {text!r}: cannot parse value {raw!r}: {err}") from None
     return key, value
 
 
@@ -415,7 +495,7 @@ def _split_key(cfg_or_raw: Any, key: str) -> list[str]:
         # free-form option mappings accept any key
         if parent.endswith("options") or parent == "sweep":
             return parts
-        raise ValueError(
+        raise ConfigError(
             f"unknown config key {key!r} (no {part!r} under {parent or 'the top level'!r})"
         )
     return parts

@@ -4,6 +4,7 @@ One run = one :class:`~cdbloss.engine.config.ExperimentConfig` and one output
 folder. The folder holds::
 
     config.json      the resolved config (a different config in the same folder is an error)
+    run.lock         while a process writes the folder: its pid (one writer per folder)
     checkpoint.pt    after every epoch, written atomically: model, optimizer, loss
                      weights, tracker, RNG states, history, best model
     metrics.jsonl    one line per epoch (rewritten atomically from the checkpoint's history)
@@ -20,6 +21,7 @@ draws) are restored from the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -41,10 +43,12 @@ from cdbloss.data.base import DataSplits, load_protocol
 from cdbloss.data.protocols import import_protocols
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.engine.checkpoint import (
+    CheckpointError,
     atomic_write_json,
     atomic_write_text,
     get_rng_state,
     load_checkpoint,
+    read_json,
     save_checkpoint,
     set_rng_state,
 )
@@ -55,13 +59,14 @@ from cdbloss.engine.distributed import (
     setup_distributed,
     shard_indices,
 )
+from cdbloss.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
 from cdbloss.losses import build_loss, wants_difficulty, wants_epoch
 from cdbloss.losses.registry import resolved_options
 from cdbloss.metrics import ConfusionMatrix, summarize
 from cdbloss.models import build_model
 from cdbloss.sampler import CDBSampler, dataset_targets
 
-__all__ = ["NonFiniteLossError", "Trainer", "lr_factor", "train"]
+__all__ = ["NonFiniteLossError", "Trainer", "check_run_folder", "lr_factor", "train"]
 
 #: result.json keeps at most this many epochs of history (evenly spaced, always the
 #: last); metrics.jsonl keeps every epoch. Result files stay small enough for git.
@@ -113,7 +118,7 @@ def experiment_differences(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         return []
-    theirs = json.loads(cfg_path.read_text())
+    theirs = read_json(cfg_path, "the run's saved config")
     mine = config_to_dict(with_resolved_loss(cfg))
     a, b = flatten_keys(_comparable(theirs)), flatten_keys(_comparable(mine))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -187,6 +192,7 @@ class Trainer:
         self._splits = splits
         self._fail_after = fail_after_batches
         self._batches_seen = 0
+        self._saved_epoch: int | None = None  # the epoch (1-based) the checkpoint holds
         self.dist: DistInfo | None = None
 
     # ------------------------------------------------------------------ setup
@@ -201,7 +207,7 @@ class Trainer:
             )
         result_path = self.out_dir / "result.json"
         if result_path.exists():
-            done: dict[str, Any] = json.loads(result_path.read_text())
+            done: dict[str, Any] = read_json(result_path, "the run's result")
             if done.get("status") == "done":
                 return done
         return None
@@ -274,11 +280,35 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train, validate after every epoch, test at the end; return ``result.json``'s content."""
+        check_run_folder(self.out_dir)
         self.dist = setup_distributed(self.cfg.train.device)
         try:
-            return self._fit()
+            if not self.dist.is_main:  # rank 0 holds the folder for all ranks
+                return self._fit()
+            created = not self.out_dir.exists()
+            try:
+                with folder_lock(self.out_dir):
+                    return self._fit()
+            finally:
+                if created:  # a run that stopped before writing anything leaves no folder
+                    with contextlib.suppress(OSError):
+                        self.out_dir.rmdir()
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(self._resume_note()) from None
         finally:
             cleanup_distributed()
+
+    def _resume_note(self) -> str:
+        """Where an interrupted run resumes from, in one line."""
+        if self._saved_epoch is not None:
+            return (
+                f"run {str(self.out_dir)!r} stopped; its checkpoint of epoch {self._saved_epoch} "
+                "is kept and the same command resumes from there"
+            )
+        return (
+            f"run {str(self.out_dir)!r} stopped before its first checkpoint; "
+            "the same command starts it from scratch"
+        )
 
     def _fit(self) -> dict[str, Any]:
         cfg, info = self.cfg, self.dist
@@ -348,17 +378,27 @@ class Trainer:
         ckpt_path = self.out_dir / "checkpoint.pt"
         if ckpt_path.exists():
             state = load_checkpoint(ckpt_path)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            loss_fn.load_state_dict(state["loss"])
-            if meta_step is not None and "meta" in state:
-                meta_step.load_state_dict(state["meta"])
-            if sampler is not None and state.get("sampler") is not None:
-                sampler.load_state_dict(state["sampler"])
-            start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
-            best = state["best"]
-            timing = dict(state.get("timing", timing))
-            set_rng_state(state["rng"])
+            try:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                loss_fn.load_state_dict(state["loss"])
+                if meta_step is not None and "meta" in state:
+                    meta_step.load_state_dict(state["meta"])
+                if sampler is not None and state.get("sampler") is not None:
+                    sampler.load_state_dict(state["sampler"])
+                start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
+                best = state["best"]
+                timing = dict(state.get("timing", timing))
+                set_rng_state(state["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                reason = (
+                    str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                )
+                raise CheckpointError(
+                    f"checkpoint {str(ckpt_path)!r} does not fit this run ({reason[:200]}); "
+                    "deleting it restarts the run from scratch"
+                ) from None
+            self._saved_epoch = start_epoch
         train_model: nn.Module = model
         if info.distributed:
             ddp_ids = [device.index] if device.type == "cuda" else None
@@ -499,6 +539,7 @@ class Trainer:
                 atomic_write_text(
                     self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history)
                 )
+                self._saved_epoch = epoch + 1
             if writer is not None:
                 for key in ("train_loss", "val_top1_accuracy", "val_macro_recall", "lr", "tau"):
                     if key in record:
@@ -578,6 +619,39 @@ class Trainer:
         return SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
 
 
+def check_run_folder(out_dir: str | Path) -> None:
+    """Refuse, before any work, a run folder that is a file (or lies under one), or that
+    is a sweep's folder or otherwise holds other runs' folders: the run's files would
+    mix with theirs, and a report of the sweep would list it as a stray run.
+
+    Raises:
+        ValueError: naming the folder, what it is and what a run needs.
+    """
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(
+                f"run folder {str(out)!r}: {str(p)!r} is a file; a run needs a folder (--out)"
+            )
+    if not out.is_dir():
+        return
+    if (out / "sweep.json").exists() or (out / SWEEP_LOCK_NAME).exists():
+        raise ValueError(
+            f"run folder {str(out)!r} is a sweep's folder (it holds sweep.json); "
+            f"give the run a folder of its own, e.g. {str(out / 'NAME')!r}"
+        )
+    try:
+        children = sorted(p for p in out.iterdir() if p.is_dir())
+    except OSError:  # unreadable: the writes below will say so
+        return
+    for child in children:
+        if any((child / f).exists() for f in ("config.json", "result.json", LOCK_NAME)):
+            raise ValueError(
+                f"run folder {str(out)!r} holds other runs' folders (e.g. {str(child)!r}); "
+                f"give the run a folder of its own, e.g. {str(out / 'NAME')!r}"
+            )
+
+
 def _finite_check_every(device: torch.device) -> int:
     """Batches between NaN/inf checks of the loss: 1 on the CPU (each check is free
     there, and a bad loss stops before its step), ``_FINITE_CHECK_EVERY`` elsewhere
@@ -593,9 +667,13 @@ def _check_finite(losses: Tensor, start: int, stop: int, epoch: int, ckpt_path: 
     bad = ~torch.isfinite(losses[start:stop])
     if bool(bad.any()):  # the one point where a GPU run waits for its device
         i = start + int(bad.nonzero()[0, 0])
-        raise NonFiniteLossError(
-            f"loss became {float(losses[i])} at epoch {epoch + 1}, batch {i + 1}; "
+        kept = (
             f"the last good checkpoint ({str(ckpt_path)!r}) is kept"
+            if ckpt_path.exists()
+            else "no checkpoint had been written yet"
+        )
+        raise NonFiniteLossError(
+            f"loss became {float(losses[i])} at epoch {epoch + 1}, batch {i + 1}; {kept}"
         )
     return stop
 

@@ -15,13 +15,14 @@ import json
 import math
 import re
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdbloss.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from cdbloss.engine.checkpoint import atomic_write_bytes, atomic_write_text, read_json
 from cdbloss.engine.config import VOLATILE_KEYS, flatten_keys
 from cdbloss.experiments.paper import paper_table_for
 
@@ -164,17 +165,59 @@ class Cell:
         return f"{self.mean:.{digits}f} +- {self.std:.{digits}f}"
 
 
-def load_runs(folder: str | Path) -> list[RunRecord]:
-    """Every finished run (``result.json`` with status done) under ``folder``, sorted by path."""
+def load_runs(folder: str | Path, skipped: list[str] | None = None) -> list[RunRecord]:
+    """Every finished run (``result.json`` with status done) under ``folder``, sorted by path.
+
+    A ``result.json`` that cannot be read (not JSON, cut short, without a config or
+    test metrics) is left out with a warning on stderr that names it and says why;
+    ``skipped`` (when given) collects those warnings.
+    """
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"run folder {str(root)!r} does not exist")
+        kind = "is not a folder" if root.exists() else "does not exist"
+        raise FileNotFoundError(f"run folder {str(root)!r} {kind}")
     runs = []
     for path in sorted(root.rglob("result.json")):
-        result = json.loads(path.read_text())
-        if result.get("status") == "done":
-            runs.append(RunRecord(path.parent, result["config"], result))
+        try:
+            result = read_json(path, "result file")
+            if not isinstance(result, dict):
+                raise ValueError(f"result file {str(path)!r} is unreadable: not a JSON object")
+            if result.get("status") != "done":
+                continue
+            record = RunRecord(path.parent, result["config"], result)
+            _ = (record.protocol, float(result["test"]["top1_accuracy"]))  # what every table reads
+        except (ValueError, OSError, KeyError, TypeError) as err:
+            if isinstance(err, ValueError):
+                why = str(err)
+            elif isinstance(err, KeyError):
+                why = f"result file {str(path)!r} is unreadable: it has no {err.args[0]!r}"
+            else:
+                why = f"result file {str(path)!r} is unreadable: {type(err).__name__}: {err}"
+            print(f"warning: {why}; skipped", file=sys.stderr, flush=True)
+            if skipped is not None:
+                skipped.append(why)
+            continue
+        runs.append(record)
     return runs
+
+
+def _drop_duplicates(runs: list[RunRecord], skipped: list[str]) -> list[RunRecord]:
+    """Keep one run of each (config, seed): a run copied to a second folder, or two
+    folders given that hold the same run, must count once in a cell's n."""
+    ignore = {"name", "sweep", *VOLATILE_KEYS}
+    first: dict[str, Path] = {}
+    kept = []
+    for r in runs:
+        flat = {k: v for k, v in flatten_keys(r.config).items() if k not in ignore}
+        key = json.dumps(flat, sort_keys=True, default=str)
+        if key in first:
+            why = f"run {str(r.path)!r} is the same run and seed as {str(first[key])!r}"
+            print(f"warning: {why}; skipped", file=sys.stderr, flush=True)
+            skipped.append(why)
+            continue
+        first[key] = r.path
+        kept.append(r)
+    return kept
 
 
 def _column_key(runs: list[RunRecord]) -> str | None:
@@ -860,7 +903,8 @@ def write_report(
         raise ValueError("no run folder given")
     if out_dir is None and len(folders) > 1:
         raise ValueError(f"a report of {len(folders)} folders needs out_dir (--out)")
-    runs = [r for f in folders for r in load_runs(f)]
+    skipped: list[str] = []
+    runs = _drop_duplicates([r for f in folders for r in load_runs(f, skipped)], skipped)
     where = ", ".join(str(f) for f in folders)
     if not runs:
         raise ValueError(f"no finished runs (result.json with status done) under {where!r}")
@@ -897,7 +941,11 @@ def write_report(
                 + ", ".join(repr(k) for k in known)
             )
     noun = "run" if len(runs) == 1 else "runs"
-    md = [f"# Report: {len(runs)} finished {noun} under `{where}`{kept}", ""]
+    left_out = ""
+    if skipped:
+        files = "file" if len(skipped) == 1 else "files"
+        left_out = f"; {len(skipped)} result {files} skipped (unreadable or duplicate)"
+    md = [f"# Report: {len(runs)} finished {noun} under `{where}`{kept}{left_out}", ""]
     all_rows: list[dict[str, Any]] = []
     for protocol, group in sorted(by_protocol.items()):
         text, rows = _tables(group, paired_against)

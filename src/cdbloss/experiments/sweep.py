@@ -8,29 +8,39 @@ the sweep's output folder, named from its grid values. Re-running the sweep
 skips runs whose ``result.json`` says done, resumes interrupted ones from their
 checkpoints, and retries failed ones; a run that fails writes ``error.json``
 with its error and does not stop the others.
+
+The workers die with the sweep: each asks the kernel for a signal when its
+parent dies (Linux) and also checks every second that its parent is alive, so
+a sweep killed even with SIGKILL leaves no worker writing into its folders. A
+worker told to stop leaves its run's checkpoint and releases its folder's lock.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import itertools
 import json
 import multiprocessing as mp
 import os
 import re
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from cdbloss.engine.checkpoint import atomic_write_json
+from cdbloss.engine.checkpoint import atomic_write_json, read_json
 from cdbloss.engine.config import (
     ExperimentConfig,
     apply_overrides,
     config_from_dict,
     config_to_dict,
 )
+from cdbloss.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
 from cdbloss.engine.trainer import experiment_differences
 
 __all__ = ["VARIANTS", "SweepRun", "expand_grid", "pace_text", "run_sweep"]
@@ -89,8 +99,12 @@ def expand_grid(cfg: ExperimentConfig) -> list[SweepRun]:
 def run_status(run_dir: Path) -> str:
     """``done``, ``failed``, ``partial`` (a checkpoint, no result) or ``new``."""
     result = run_dir / "result.json"
-    if result.exists() and json.loads(result.read_text()).get("status") == "done":
-        return "done"
+    if result.exists():
+        try:
+            if read_json(result).get("status") == "done":
+                return "done"
+        except (ValueError, AttributeError):  # unreadable: the run itself says so when it runs
+            pass
     if (run_dir / "error.json").exists():
         return "failed"
     if (run_dir / "checkpoint.pt").exists():
@@ -128,6 +142,84 @@ def _run_one(cfg_dict: dict[str, Any], out_dir: str, threads: int) -> dict[str, 
         return record
 
 
+#: Set in a worker while it trains a run: a stop request then unwinds the run (its
+#: checkpoint stays, its lock is released); between runs the worker just exits.
+_IN_RUN = False
+
+
+def _on_stop(signum: int, frame: FrameType | None) -> None:
+    if _IN_RUN:
+        raise KeyboardInterrupt("stopped by its sweep")
+    os._exit(128 + signum)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """First thing in each worker process: Ctrl-C is the parent's to handle (it stops the
+    workers); SIGTERM stops a worker cleanly; the worker stops when its parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_stop)
+    try:  # Linux: the kernel sends SIGTERM when the parent dies
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the watchdog below
+        pass
+
+    def watch() -> None:  # everywhere: an orphan is re-parented, so its parent pid changes
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60.0)  # the run did not unwind in a minute (stuck in native code)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cdbloss-parent-watch", daemon=True).start()
+
+
+def _run_in_worker(cfg_dict: dict[str, Any], out_dir: str, threads: int) -> dict[str, Any]:
+    """:func:`_run_one` in a pool worker: a stopped run ends the worker process."""
+    global _IN_RUN
+    _IN_RUN = True
+    try:
+        return _run_one(cfg_dict, out_dir, threads)
+    except KeyboardInterrupt:
+        os._exit(143)
+    finally:
+        _IN_RUN = False
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel the runs not started and stop the running ones (SIGTERM: they leave their
+    checkpoints and release their locks); wait for the workers to end."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=60)
+        if proc.is_alive():  # pragma: no cover - stuck in native code
+            proc.kill()
+            proc.join(timeout=10)
+
+
+def check_sweep_folder(out_dir: str | Path) -> None:
+    """Refuse, before any work, a sweep folder that is a file or that is one run's folder.
+
+    Raises:
+        ValueError: naming the folder and what it is.
+    """
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(
+                f"sweep folder {str(out)!r}: {str(p)!r} is a file; a sweep needs a folder (--out)"
+            )
+    if any((out / f).exists() for f in ("config.json", "result.json", LOCK_NAME)):
+        raise ValueError(
+            f"sweep folder {str(out)!r} is one run's folder (it holds config.json); "
+            "give the sweep a folder of its own"
+        )
+
+
 def run_sweep(
     cfg: ExperimentConfig,
     out_dir: str | Path,
@@ -146,10 +238,17 @@ def run_sweep(
         ``run_id -> status record``; also written to ``out_dir/sweep.json``.
     """
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     out = Path(out_dir)
+    check_sweep_folder(out)
     runs = expand_grid(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, SWEEP_LOCK_NAME, "sweep folder"):
+        return _run_sweep(cfg, out, runs, workers, progress)
+
+
+def _run_sweep(
+    cfg: ExperimentConfig, out: Path, runs: list[SweepRun], workers: int, progress: bool
+) -> dict[str, dict[str, Any]]:
     statuses: dict[str, dict[str, Any]] = {}
     todo = []
     for run in runs:
@@ -167,10 +266,27 @@ def run_sweep(
     threads = max(1, (os.cpu_count() or 1) // workers)
     start = time.perf_counter()
 
+    first_with: dict[str, str] = {}  # error -> the first run that failed with it
+
     def report(run_id: str) -> None:
         finished = len(statuses) - (len(runs) - len(todo))  # by this call, not skipped
         clock = pace_text(time.perf_counter() - start, finished, len(todo) - finished)
-        _report(progress, run_id, statuses[run_id], len(statuses), len(runs), clock)
+        status = statuses[run_id]
+        if status["status"] != "done":  # one error, printed once however many runs it stops
+            error = str(status.get("error"))
+            if error in first_with:
+                status = {**status, "error": f"the same error as {first_with[error]}"}
+            else:
+                first_with[error] = run_id
+        _report(progress, run_id, status, len(statuses), len(runs), clock)
+
+    def stopped() -> KeyboardInterrupt:
+        _write_status(out, cfg.name, runs, statuses, "interrupted")
+        done = sum(1 for v in statuses.values() if v["status"] == "done")
+        return KeyboardInterrupt(
+            f"sweep {str(out)!r} stopped with {done} of {len(runs)} runs done; the same "
+            "command resumes the others, each from its last checkpoint"
+        )
 
     quiet = []
     for run in todo:
@@ -178,15 +294,22 @@ def run_sweep(
         d["train"]["progress"] = False  # one console, many workers
         quiet.append(d)
     if workers == 1:
-        for run, d in zip(todo, quiet, strict=True):
-            statuses[run.run_id] = _run_one(d, str(out / run.run_id), 0)
-            report(run.run_id)
+        try:
+            for run, d in zip(todo, quiet, strict=True):
+                statuses[run.run_id] = _run_one(d, str(out / run.run_id), 0)
+                report(run.run_id)
+        except KeyboardInterrupt:
+            raise stopped() from None
     else:
-        with cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=mp.get_context("spawn")
-        ) as pool:
+        pool = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        )
+        try:
             futures = {
-                pool.submit(_run_one, d, str(out / run.run_id), threads): run.run_id
+                pool.submit(_run_in_worker, d, str(out / run.run_id), threads): run.run_id
                 for run, d in zip(todo, quiet, strict=True)
             }
             for fut in cf.as_completed(futures):
@@ -197,17 +320,30 @@ def run_sweep(
                     statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
                     atomic_write_json(out / run_id / "error.json", statuses[run_id])
                 report(run_id)
-    ordered = {r.run_id: statuses[r.run_id] for r in runs}
-    atomic_write_json(out / "sweep.json", {"name": cfg.name, "runs": ordered})
+        except KeyboardInterrupt:
+            _stop_workers(pool)
+            raise stopped() from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    ordered = _write_status(out, cfg.name, runs, statuses, "failed")
     failed = [k for k, v in ordered.items() if v["status"] != "done"]
     if progress and failed:
         print(f"{len(failed)} run(s) failed: {failed} (see their error.json)")
     return ordered
 
 
+def _write_status(
+    out: Path, name: str, runs: list[SweepRun], statuses: dict[str, dict[str, Any]], missing: str
+) -> dict[str, dict[str, Any]]:
+    """Write ``sweep.json`` (runs in grid order; a run without a status gets ``missing``)."""
+    ordered = {r.run_id: statuses.get(r.run_id, {"status": missing}) for r in runs}
+    atomic_write_json(out / "sweep.json", {"name": name, "runs": ordered})
+    return ordered
+
+
 def _clock(seconds: float) -> str:
     minutes = round(seconds / 60)
-    return f"{minutes // 60}:{minutes % 60:02d}"
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def pace_text(elapsed_s: float, finished: int, remaining: int) -> str:
@@ -215,14 +351,14 @@ def pace_text(elapsed_s: float, finished: int, remaining: int) -> str:
 
     The projection is ``elapsed / finished * remaining``: the mean wall time per
     finished run (all workers together) times the runs still to go, so a grid
-    whose slow runs come last (L2RW) is under-estimated until they start. Hours
-    and minutes (``h:mm``).
+    whose slow runs come last (L2RW) is under-estimated until they start. Rounded
+    to the minute.
 
     Example:
         >>> pace_text(600, 2, 8)
-        'elapsed 0:10, about 0:40 left'
+        'elapsed 10 min, about 40 min left'
         >>> pace_text(5400, 35, 0)
-        'elapsed 1:30'
+        'elapsed 1 h 30 min'
     """
     text = f"elapsed {_clock(elapsed_s)}"
     if finished > 0 and remaining > 0:

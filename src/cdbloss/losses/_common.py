@@ -82,9 +82,11 @@ def check_inputs(
             f"{name}: target must have shape (N,) = ({n},) to match logits {tuple(logits.shape)}, "
             f"got {tuple(target.shape)}"
         )
-    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+    if target.dtype != torch.long:  # torch's kernels take int64 indices only
+        hint = "; convert with target.long()" if not target.is_floating_point() else ""
         raise ValueError(
-            f"{name}: target must hold integer class indices (int64), got dtype {target.dtype}"
+            f"{name}: target must hold integer class indices as int64 (torch.long), got dtype "
+            f"{target.dtype}{hint}"
         )
     if weight is not None:
         if not isinstance(weight, Tensor) or weight.dim() != 1 or weight.shape[0] != c:
