@@ -274,7 +274,7 @@ def tables(results: Path, seeds: set[int] | None) -> None:
     cols = [(name, factor) for name in DATASETS for factor in FACTORS]
     print("| method | " + " | ".join(f"{n} x{f}" for n, f in cols) + " |")
     print("|---|" + "---|" * len(cols))
-    for m in GLANCE:
+    for m in (m for m in GLANCE if m in glance):
         cells_text = []
         for col in cols:
             if col not in glance.get(m, {}):
