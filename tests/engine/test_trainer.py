@@ -292,7 +292,11 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path: 
 
 
 def test_two_process_ddp_matches_one_process_counts_and_weights(tmp_path: Path) -> None:
-    raw = tiny_config(train__epochs=2, train__batch_size=32, train__device="cpu")
+    # odd validation and test sizes (93, 99): the ranks' shares differ by one
+    data = {"num_classes": 3, "imbalance_factor": 20, "val_per_class": 31, "test_per_class": 33}
+    raw = tiny_config(
+        train__epochs=2, train__batch_size=32, train__device="cpu", data__options=data
+    )
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(raw))
     out = tmp_path / "ddp"
@@ -300,28 +304,43 @@ def test_two_process_ddp_matches_one_process_counts_and_weights(tmp_path: Path) 
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
         "--master-port", "0", "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0",
-        "-m", "cdbloss", "train", str(cfg_path), "--out", str(out),
+        str(REPO / "tests" / "engine" / "ddp_run.py"), str(cfg_path), str(out),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2
 
-    # One process, the same final model, the whole validation set.
+    # One process, the same final model, each whole set.
     cfg = config_from_dict(raw)
-    trainer = Trainer(cfg, tmp_path / "unused")
-    splits = trainer._load_data()
+    splits = Trainer(cfg, tmp_path / "unused")._load_data()
     model = build_model("mlp", 3, in_features=8, hidden=16)
     model.load_state_dict(load_checkpoint(out / "checkpoint.pt")["model"])
     model.eval()
-    tracker = ClassDifficulty(3)
-    with torch.no_grad():
-        x, y = splits.val.get_batch(torch.arange(len(splits.val)))  # type: ignore[attr-defined]
-        tracker.update(model(x), y)
+    one_process = {}
+    for name in ("val", "test"):
+        dataset = getattr(splits, name)
+        tracker = ClassDifficulty(3)
+        with torch.no_grad():
+            x, y = dataset.get_batch(torch.arange(len(dataset)))
+            tracker.update(model(x), y)
+        one_process[name] = tracker
     last = result["history"][-1]
-    assert last["val_per_class_accuracy"] == pytest.approx(tracker.compute().tolist(), abs=0)
-    assert last["weights"] == pytest.approx(cdb_weights(tracker.compute()).tolist(), rel=1e-6)
-    assert int(tracker.total.sum()) == len(splits.val)
+    val = one_process["val"]
+    assert last["val_per_class_accuracy"] == pytest.approx(val.compute().tolist(), abs=0)
+    assert last["weights"] == pytest.approx(cdb_weights(val.compute()).tolist(), rel=1e-6)
+    assert result["test"]["num_samples"] == len(splits.test) == 99
+    assert result["test"]["per_class_accuracy"] == one_process["test"].compute().tolist()
+
+    # Each rank evaluated its own share: validation after each epoch, then the test set.
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [p["size"] for p in ranks[0]] == [p["size"] for p in ranks[1]] == [93, 93, 99]
+    for a, b, name in zip(ranks[0], ranks[1], ["val", "val", "test"], strict=True):
+        n = a["size"]
+        assert (sum(a["local_total"]), sum(b["local_total"])) == (n - n // 2, n // 2)
+        summed = [i + j for i, j in zip(a["local_total"], b["local_total"], strict=True)]
+        assert summed == one_process[name].total.tolist()  # every sample counted once
+        assert a["num_samples"] == b["num_samples"] == n
 
 
 @pytest.mark.parametrize("method", ["l2rw", "mwn"])
