@@ -53,11 +53,31 @@ def test_plain_losses_ignore_the_tracker(tmp_path: Path) -> None:
     assert "tau" not in result["history"][0]
 
 
-def test_weight_update_every_k_iterations(tmp_path: Path) -> None:
+def test_weight_update_every_k_iterations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained_with: list[list[float]] = []  # the weights in force at each training batch
+    updates: list[tuple[int, list[float], int]] = []  # (batches so far, weights, samples counted)
+    forward, update_weights = CDBLoss.forward, CDBLoss.update_weights
+
+    def spy_forward(self: CDBLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        trained_with.append(self.weight.tolist())
+        return forward(self, logits, target)
+
+    def spy_update(self: CDBLoss, tracker: ClassDifficulty, **kwargs: Any) -> torch.Tensor:
+        weights = update_weights(self, tracker, **kwargs)
+        updates.append((len(trained_with), weights.tolist(), int(tracker.total.sum())))
+        return weights
+
+    monkeypatch.setattr(CDBLoss, "forward", spy_forward)
+    monkeypatch.setattr(CDBLoss, "update_weights", spy_update)
     cfg = config_from_dict(tiny_config(train__epochs=1, train__weight_update_every=3))
-    trainer = Trainer(cfg, tmp_path / "run")
-    result = trainer.fit()
-    assert result["history"][0]["weights"] != [1.0, 1.0, 1.0]
+    result = Trainer(cfg, tmp_path / "run").fit()
+    # 8 batches: new weights after batches 3 and 6 (k = 3), then after the epoch's validation
+    assert [u[0] for u in updates] == [3, 6, 8]
+    assert all(u[2] == 90 for u in updates)  # each from a whole validation pass (3 x 30)
+    uniform = [1.0, 1.0, 1.0]
+    assert updates[0][1] != uniform
+    assert trained_with == [uniform] * 3 + [updates[0][1]] * 3 + [updates[1][1]] * 2
+    assert result["history"][0]["weights"] == pytest.approx(updates[2][1])
 
 
 def test_finished_run_is_not_redone_and_another_experiment_is_refused(tmp_path: Path) -> None:
