@@ -517,7 +517,10 @@ def test_cifar_lt_transforms() -> None:
     assert xs.shape == (20, 3, 32, 32)
     assert len({tuple(v.flatten()[:50].tolist()) for v in xs}) > 1  # augmentation varies
     no_aug = cf.build_cifar_lt(arrays, imbalance_factor=10, val_per_class=10, seed=0, augment=False)
-    assert torch.equal(no_aug.train[0][0], no_aug.train[0][0])
+    i = int(no_aug.train.source_indices[0])  # without augmentation: the normalised source image
+    torch.testing.assert_close(
+        no_aug.train[0][0], (torch.from_numpy(arrays.train_images[i]).float() / 255 - mean) / std
+    )
 
 
 # --- the real CIFAR-10 JPEG zip (skipped without ../shared/data) ------------------
