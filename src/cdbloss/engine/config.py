@@ -11,8 +11,9 @@ A config file mirrors :class:`ExperimentConfig`::
     train: {epochs: 80, batch_size: 100}
     sweep: {loss.name: [ce, cdb-ce], seed: [0, 1, 2]}
 
-Unknown keys, wrong types and unknown loss/model/protocol names are errors that
-name the key, raised before any training starts. Command-line overrides use
+Unknown keys, wrong types, unknown loss/model/protocol names and data options
+that the protocol does not take (:func:`cdbloss.data.base.check_protocol_options`)
+are errors that name the key, raised before any data is read. Command-line overrides use
 dotted keys: ``optim.lr=0.01 loss.options.tau=1.5``.
 """
 
@@ -282,6 +283,7 @@ def _build(cls: Any, raw: Any, prefix: str) -> Any:
 
 def _check_semantics(cfg: ExperimentConfig) -> None:
     """Names and ranges, checked against the registries; errors list the known names."""
+    from cdbloss.data.base import check_protocol_options
     from cdbloss.data.protocols import import_protocols
     from cdbloss.losses import LOSSES
     from cdbloss.models import MODELS
@@ -300,6 +302,10 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
         raise ValueError(
             f"config key 'data.protocol': unknown protocol {cfg.data.protocol!r}; known: {sorted(PROTOCOLS)}"
         )
+    try:
+        check_protocol_options(cfg.data.protocol, cfg.data.options)
+    except ValueError as err:
+        raise ValueError(f"config key 'data.options': {err}") from None
     t, o = cfg.train, cfg.optim
     for key, value, low in (
         ("train.epochs", t.epochs, 1),
