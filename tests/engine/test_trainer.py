@@ -22,6 +22,7 @@ from cdbloss.engine.config import config_from_dict
 from cdbloss.engine.trainer import NonFiniteLossError, Trainer, lr_factor
 from cdbloss.models import build_model
 from tests.engine.conftest import tiny_config
+from tests.processes import kill_group, run_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -279,31 +280,37 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path: 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 
     straight = tmp_path / "straight"
-    subprocess.run(
-        _train_cmd(cfg_path, straight), check=True, env=env, capture_output=True, timeout=300
-    )
+    done = run_group(_train_cmd(cfg_path, straight), timeout=90, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        _train_cmd(cfg_path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _train_cmd(cfg_path, killed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    metrics = killed / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.01)
-    time.sleep(0.05)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    try:
+        metrics = killed / "metrics.jsonl"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.01)
+        time.sleep(0.05)  # into the next epoch
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "result.json").exists(), "the run finished before it could be killed"
     done_epochs = len(metrics.read_text().splitlines())
     assert 3 <= done_epochs < 12
 
-    subprocess.run(
-        _train_cmd(cfg_path, killed), check=True, env=env, capture_output=True, timeout=300
-    )
+    resumed = run_group(_train_cmd(cfg_path, killed), timeout=90, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((straight / "result.json").read_text())
     b = json.loads((killed / "result.json").read_text())
     assert b["test"] == a["test"]
@@ -326,7 +333,7 @@ def test_two_process_ddp_matches_one_process_counts_and_weights(tmp_path: Path) 
         "--master-port", "0", "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0",
         str(REPO / "tests" / "engine" / "ddp_run.py"), str(cfg_path), str(out),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_group(cmd, timeout=180, env=env)  # torchrun and both ranks, killed together
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2
