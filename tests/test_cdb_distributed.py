@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from cdbloss import CDBLoss
+from tests.processes import GLOO_TIMEOUT, spawn
 
 C = 4
 
@@ -32,7 +32,9 @@ def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=GLOO_TIMEOUT
+    )
     try:
         loss = CDBLoss(C, tau=1.0, momentum=0.5, source="train")
         mine = batches()[:1] if rank == 0 else batches()[1:]  # 16 samples vs 37
@@ -46,7 +48,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 def test_training_counts_are_summed_over_ranks(tmp_path: Path) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     single = CDBLoss(C, tau=1.0, momentum=0.5, source="train")
     for z, y in batches():

@@ -98,8 +98,8 @@ def test_3_unknown_data_option_is_refused_before_any_data(tmp_path: Path) -> Non
             proc.stderr,
             proc.returncode,
             2,
-            "'data.options.ratoi'",
-            "valid keys here",
+            "'data.options'",
+            "has no option 'ratoi'",
             "num_classes",
         )
         assert not (tmp_path / command).exists()  # no run folder, no run started

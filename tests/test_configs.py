@@ -1,23 +1,29 @@
-"""Every paper config in configs/ loads, and a tiny version of each of its variants trains.
+"""Every paper config in configs/ loads, its data options fit its protocol, and a tiny
+version of each of its variants trains.
 
-The real data of most configs is not on these machines (and tests never
-download), so each tiny run gets synthetic images of the protocol's input
+The data options of every run of every grid are checked against the protocol's
+signature without reading any data. The real data of most configs is not on
+these machines, so each tiny run gets synthetic images of the protocol's input
 shape and class count; models are shrunk where the full one would take minutes.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 
-from cdbloss.data.base import DataSplits
+from cdbloss.data.base import DataSplits, check_protocol_options
 from cdbloss.data.tensor_dataset import TensorImageDataset
+from cdbloss.engine.checkpoint import load_checkpoint
 from cdbloss.engine.config import apply_overrides, config_from_dict, config_to_dict, load_config
-from cdbloss.engine.trainer import Trainer
-from cdbloss.experiments.sweep import expand_grid
+from cdbloss.engine.trainer import Trainer, seed_everything
+from cdbloss.experiments.sweep import SweepRun, expand_grid
 from cdbloss.models import build_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -52,10 +58,15 @@ class TinyClips(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         return self.x[i], int(self.y[i])
 
 
-def fake_splits(protocol: str, options: dict[str, Any]) -> DataSplits:
+def classes_and_shape(protocol: str, options: dict[str, Any]) -> tuple[int, tuple[int, ...]]:
     c, shape = SHAPES[protocol]
     if protocol == "cifar-lt" and options.get("dataset") == "cifar100":
         c = 100
+    return c, shape
+
+
+def fake_splits(protocol: str, options: dict[str, Any]) -> DataSplits:
+    c, shape = classes_and_shape(protocol, options)
     g = torch.Generator().manual_seed(0)
     n = max(c, 24) if c <= 100 else 24  # unsampled classes are allowed: accuracy NaN
 
@@ -71,12 +82,21 @@ def fake_splits(protocol: str, options: dict[str, Any]) -> DataSplits:
     return DataSplits(split(), split(), split(), c, counts, [str(i) for i in range(c)])
 
 
+@functools.cache
+def grid(path: Path) -> list[SweepRun]:
+    """The runs of the config's grid (expanded once per session; read, never changed)."""
+    return expand_grid(load_config(path))
+
+
 def cases() -> list[Any]:
     out = []
     for path in CONFIGS:
-        cfg = load_config(path)
         seen = set()
-        for run in expand_grid(cfg):
+        try:
+            runs = grid(path)
+        except ValueError:  # test_every_config_loads_and_declares_a_grid names it and why
+            continue
+        for run in runs:
             # one tiny run per kind of run: loss, training step and model options
             # (tau values and data options change numbers, not code paths)
             c = run.config
@@ -93,7 +113,26 @@ def test_every_config_loads_and_declares_a_grid() -> None:
     for path in CONFIGS:
         cfg = load_config(path)
         assert cfg.sweep, f"{path.name} declares no sweep"
-        assert len(expand_grid(cfg)) >= 1
+        assert len(grid(path)) >= 1
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_data_options_of_every_run_fit_the_protocol(path: Path, tmp_path: Path) -> None:
+    """Every run of the grid names only options its protocol takes, of the right types;
+    a misspelt option stops the config from loading. No data is read."""
+    for run in grid(path):
+        check_protocol_options(run.config.data.protocol, run.config.data.options)
+    raw = yaml.safe_load(path.read_text())
+    options = dict(raw["data"].get("options") or {"root": "x"})
+    key = next(iter(options))
+    options[key[:-1]] = options.pop(key)  # imbalance_factor -> imbalance_facto
+    raw["data"]["options"] = options
+    (tmp_path / path.name).write_text(yaml.safe_dump(raw))
+    with pytest.raises(
+        ValueError,
+        match=rf"'data.options': data protocol '{raw['data']['protocol']}' has no option '{key[:-1]}'",
+    ):
+        load_config(tmp_path / path.name)
 
 
 @pytest.mark.parametrize(("path", "overrides"), cases())
@@ -125,7 +164,14 @@ def test_tiny_version_trains(
     splits = fake_splits(tiny.data.protocol, tiny.data.options)
     result = Trainer(tiny, tmp_path / "run", splits=splits).fit()
     assert result["status"] == "done" and len(result["history"]) == 1
-    assert 0.0 <= result["test"]["top1_accuracy"] <= 1.0
+    assert math.isfinite(result["history"][0]["train_loss"])
+    assert result["test"]["num_samples"] == len(splits.test)  # type: ignore[arg-type]
+    # the optimiser stepped: the run's seed builds the same initial model, and the run moved
+    # its parameters (BatchNorm's running statistics change without a step)
+    seed_everything(tiny.seed)
+    initial = build_model(tiny.model.name, splits.num_classes, **tiny.model.options)
+    trained = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    assert any(not torch.equal(p, trained[n]) for n, p in initial.named_parameters())
     if tiny.loss.name.startswith("cdb") and tiny.loss.options.get("tau") != 0:
         if splits.num_classes <= 100:  # larger weight vectors are not kept in the history
             assert result["history"][0]["weights"] != [1.0] * splits.num_classes
@@ -133,6 +179,16 @@ def test_tiny_version_trains(
 
 
 def test_full_size_models_of_the_configs_build() -> None:
-    for name, c in (("lenet5", 2), ("resnet32", 100), ("resnet10", 1000)):
-        model = build_model(name, c)
-        assert sum(p.numel() for p in model.parameters()) > 0
+    """Each model a grid run names, with its options, at full size: one logit per class of
+    the run's protocol (parameter counts are in tests/models)."""
+    models = {}
+    for path in CONFIGS:
+        for run in grid(path):
+            c, shape = classes_and_shape(run.config.data.protocol, run.config.data.options)
+            m = run.config.model
+            models[(m.name, str(m.options), c, shape)] = m.options
+    assert {key[0] for key in models} >= {"lenet5", "resnet32", "resnet10", "resnext3d_101"}
+    for (name, _, c, shape), options in models.items():
+        model = build_model(name, c, **options).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, *shape)).shape == (1, c), name

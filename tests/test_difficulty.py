@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.distributed as dist
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -77,11 +78,26 @@ def test_state_dict_round_trip() -> None:
         ClassDifficulty(5).load_state_dict(t.state_dict())
 
 
-def test_compute_twice_does_not_double_count() -> None:
+def test_compute_twice_does_not_double_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torch.distributed each compute() sums the other ranks' counts into a copy:
+    a second call must not count them again. A stand-in collective adds the counts of
+    one other rank (correct (3, 1), total (4, 2)) to whatever it is given."""
+    other = torch.tensor([[3, 1], [4, 2]])  # (2, C): correct, total
+
+    def all_reduce(tensor: torch.Tensor, op: object = None) -> None:
+        tensor += other
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "gloo")
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
     t = ClassDifficulty(2)
-    t.update(torch.tensor([0, 1]), torch.tensor([0, 0]))
-    assert torch.allclose(t.compute(), t.compute(), equal_nan=True)
-    assert t.total.tolist() == [2, 0]
+    t.update(torch.tensor([0, 1]), torch.tensor([0, 0]))  # this rank: 1 of 2 right in class 0
+    expected = [(1 + 3) / (2 + 4), 1 / 2]
+    assert t.compute().tolist() == pytest.approx(expected)
+    assert t.compute().tolist() == pytest.approx(expected)  # not (1 + 3 + 3) / (2 + 4 + 4)
+    assert t.total.tolist() == [2, 0] and t.correct.tolist() == [1, 0]  # local counts kept
+    assert t.compute(sync=False).tolist()[0] == 0.5
 
 
 @pytest.mark.parametrize(

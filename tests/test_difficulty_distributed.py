@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from cdbloss import CDBLoss, ClassDifficulty
+from tests.processes import GLOO_TIMEOUT, spawn
 
 C = 5
 
@@ -28,7 +28,9 @@ def validation_set() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=GLOO_TIMEOUT
+    )
     try:
         logits, target = validation_set()
         part = slice(0, 71) if rank == 0 else slice(71, None)  # 71 vs 32 samples
@@ -52,7 +54,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 def test_two_ranks_agree_with_one_process(tmp_path: Path) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
     logits, target = validation_set()

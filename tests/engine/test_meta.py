@@ -426,18 +426,34 @@ def test_runs_on_the_paper_models(make: Factory, name: str, shape: tuple[int, ..
         )
 
 
+@pytest.mark.parametrize("make", [L2RWStep, MetaWeightNetStep], ids=["l2rw", "mwn"])
 @pytest.mark.parametrize("loss_name", ["focal", "cdb-ce", "ifw"])
-def test_registered_losses_with_reduction_none(loss_name: str) -> None:
+def test_registered_losses_with_reduction_none(make: Factory, loss_name: str) -> None:
+    """The step weights and trains on the registered loss's own per-sample values."""
     torch.manual_seed(16)
-    model = nn.Linear(4, 3)
+    model = nn.Linear(4, 3).to(DT)
     loss_fn = build_loss(loss_name, 3, class_counts=[10, 5, 1], reduction="none")
-    x, y = torch.randn(9, 4), torch.randint(0, 3, (9,))
-    xv, yv = torch.randn(6, 4), torch.randint(0, 3, (6,))
-    for make in (L2RWStep, MetaWeightNetStep):
-        step = make(model, loss_fn)
-        stats = step(x, y, xv, yv, torch.optim.SGD(model.parameters(), lr=0.1))
-        assert all(math.isfinite(v) for v in stats.values())
-        assert step.last_weights is not None and step.last_weights.shape == (9,)
+    if loss_name == "cdb-ce":  # weights away from uniform, so CDB-CE is not plain CE
+        loss_fn.update_weights(torch.tensor([0.9, 0.5, 0.2], dtype=DT))
+    x, y = _data(9, 4, 3, seed=17)
+    xv, yv = _data(6, 4, 3, seed=18)
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        losses = loss_fn(reference(x), y)  # (9,)
+    assert not torch.allclose(losses, F.cross_entropy(reference(x), y, reduction="none"))
+
+    step = make(model, loss_fn)
+    stats = step(x, y, xv, yv, torch.optim.SGD(model.parameters(), lr=0.1))
+    w = step.last_weights
+    assert w is not None and w.shape == (9,) and float(w.sum()) > 0
+    assert stats["loss_mean"] == pytest.approx(float(losses.mean()), rel=1e-9)
+    assert stats["loss"] == pytest.approx(float((w * losses).sum()), rel=1e-9)
+    # the real step: plain SGD on sum_i w_i l_i(theta) of the registered loss
+    opt = torch.optim.SGD(reference.parameters(), lr=0.1)
+    (w * loss_fn(reference(x), y)).sum().backward()
+    opt.step()
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-12)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -22,6 +22,7 @@ from cdbloss.engine.config import config_from_dict
 from cdbloss.engine.trainer import NonFiniteLossError, Trainer, lr_factor
 from cdbloss.models import build_model
 from tests.engine.conftest import tiny_config
+from tests.processes import kill_group, run_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +44,8 @@ def test_cdb_weights_change_every_epoch_and_favour_the_harder_class(tmp_path: Pa
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.json", "checkpoint.pt", "metrics.jsonl", "result.json"} <= files
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 4
-    assert 0.0 <= result["test"]["top1_accuracy"] <= 1.0
+    test = result["test"]  # the whole test split (3 x 100), not the validation set (3 x 30)
+    assert test["num_samples"] == 300 and sum(map(sum, test["confusion_matrix"])) == 300
 
 
 def test_plain_losses_ignore_the_tracker(tmp_path: Path) -> None:
@@ -53,11 +55,31 @@ def test_plain_losses_ignore_the_tracker(tmp_path: Path) -> None:
     assert "tau" not in result["history"][0]
 
 
-def test_weight_update_every_k_iterations(tmp_path: Path) -> None:
+def test_weight_update_every_k_iterations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained_with: list[list[float]] = []  # the weights in force at each training batch
+    updates: list[tuple[int, list[float], int]] = []  # (batches so far, weights, samples counted)
+    forward, update_weights = CDBLoss.forward, CDBLoss.update_weights
+
+    def spy_forward(self: CDBLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        trained_with.append(self.weight.tolist())
+        return forward(self, logits, target)
+
+    def spy_update(self: CDBLoss, tracker: ClassDifficulty, **kwargs: Any) -> torch.Tensor:
+        weights = update_weights(self, tracker, **kwargs)
+        updates.append((len(trained_with), weights.tolist(), int(tracker.total.sum())))
+        return weights
+
+    monkeypatch.setattr(CDBLoss, "forward", spy_forward)
+    monkeypatch.setattr(CDBLoss, "update_weights", spy_update)
     cfg = config_from_dict(tiny_config(train__epochs=1, train__weight_update_every=3))
-    trainer = Trainer(cfg, tmp_path / "run")
-    result = trainer.fit()
-    assert result["history"][0]["weights"] != [1.0, 1.0, 1.0]
+    result = Trainer(cfg, tmp_path / "run").fit()
+    # 8 batches: new weights after batches 3 and 6 (k = 3), then after the epoch's validation
+    assert [u[0] for u in updates] == [3, 6, 8]
+    assert all(u[2] == 90 for u in updates)  # each from a whole validation pass (3 x 30)
+    uniform = [1.0, 1.0, 1.0]
+    assert updates[0][1] != uniform
+    assert trained_with == [uniform] * 3 + [updates[0][1]] * 3 + [updates[1][1]] * 2
+    assert result["history"][0]["weights"] == pytest.approx(updates[2][1])
 
 
 def test_finished_run_is_not_redone_and_another_experiment_is_refused(tmp_path: Path) -> None:
@@ -65,7 +87,7 @@ def test_finished_run_is_not_redone_and_another_experiment_is_refused(tmp_path: 
     first = Trainer(cfg, tmp_path / "run").fit()
     mtime = (tmp_path / "run" / "result.json").stat().st_mtime_ns
     again = Trainer(cfg, tmp_path / "run").fit()
-    assert again == json.loads(json.dumps(first)) or again["test"] == first["test"]
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)  # NaN-safe
     assert (tmp_path / "run" / "result.json").stat().st_mtime_ns == mtime
     other = config_from_dict(tiny_config(train__epochs=1, optim__lr=0.5))
     with pytest.raises(
@@ -259,31 +281,37 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path: 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 
     straight = tmp_path / "straight"
-    subprocess.run(
-        _train_cmd(cfg_path, straight), check=True, env=env, capture_output=True, timeout=300
-    )
+    done = run_group(_train_cmd(cfg_path, straight), timeout=90, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        _train_cmd(cfg_path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _train_cmd(cfg_path, killed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    metrics = killed / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.01)
-    time.sleep(0.05)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    try:
+        metrics = killed / "metrics.jsonl"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.01)
+        time.sleep(0.05)  # into the next epoch
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "result.json").exists(), "the run finished before it could be killed"
     done_epochs = len(metrics.read_text().splitlines())
     assert 3 <= done_epochs < 12
 
-    subprocess.run(
-        _train_cmd(cfg_path, killed), check=True, env=env, capture_output=True, timeout=300
-    )
+    resumed = run_group(_train_cmd(cfg_path, killed), timeout=90, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((straight / "result.json").read_text())
     b = json.loads((killed / "result.json").read_text())
     assert b["test"] == a["test"]
@@ -292,7 +320,11 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path: 
 
 
 def test_two_process_ddp_matches_one_process_counts_and_weights(tmp_path: Path) -> None:
-    raw = tiny_config(train__epochs=2, train__batch_size=32, train__device="cpu")
+    # odd validation and test sizes (93, 99): the ranks' shares differ by one
+    data = {"num_classes": 3, "imbalance_factor": 20, "val_per_class": 31, "test_per_class": 33}
+    raw = tiny_config(
+        train__epochs=2, train__batch_size=32, train__device="cpu", data__options=data
+    )
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(raw))
     out = tmp_path / "ddp"
@@ -300,28 +332,43 @@ def test_two_process_ddp_matches_one_process_counts_and_weights(tmp_path: Path) 
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
         "--master-port", "0", "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0",
-        "-m", "cdbloss", "train", str(cfg_path), "--out", str(out),
+        str(REPO / "tests" / "engine" / "ddp_run.py"), str(cfg_path), str(out),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_group(cmd, timeout=180, env=env)  # torchrun and both ranks, killed together
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2
 
-    # One process, the same final model, the whole validation set.
+    # One process, the same final model, each whole set.
     cfg = config_from_dict(raw)
-    trainer = Trainer(cfg, tmp_path / "unused")
-    splits = trainer._load_data()
+    splits = Trainer(cfg, tmp_path / "unused")._load_data()
     model = build_model("mlp", 3, in_features=8, hidden=16)
     model.load_state_dict(load_checkpoint(out / "checkpoint.pt")["model"])
     model.eval()
-    tracker = ClassDifficulty(3)
-    with torch.no_grad():
-        x, y = splits.val.get_batch(torch.arange(len(splits.val)))  # type: ignore[attr-defined]
-        tracker.update(model(x), y)
+    one_process = {}
+    for name in ("val", "test"):
+        dataset = getattr(splits, name)
+        tracker = ClassDifficulty(3)
+        with torch.no_grad():
+            x, y = dataset.get_batch(torch.arange(len(dataset)))
+            tracker.update(model(x), y)
+        one_process[name] = tracker
     last = result["history"][-1]
-    assert last["val_per_class_accuracy"] == pytest.approx(tracker.compute().tolist(), abs=0)
-    assert last["weights"] == pytest.approx(cdb_weights(tracker.compute()).tolist(), rel=1e-6)
-    assert int(tracker.total.sum()) == len(splits.val)
+    val = one_process["val"]
+    assert last["val_per_class_accuracy"] == pytest.approx(val.compute().tolist(), abs=0)
+    assert last["weights"] == pytest.approx(cdb_weights(val.compute()).tolist(), rel=1e-6)
+    assert result["test"]["num_samples"] == len(splits.test) == 99
+    assert result["test"]["per_class_accuracy"] == one_process["test"].compute().tolist()
+
+    # Each rank evaluated its own share: validation after each epoch, then the test set.
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [p["size"] for p in ranks[0]] == [p["size"] for p in ranks[1]] == [93, 93, 99]
+    for a, b, name in zip(ranks[0], ranks[1], ["val", "val", "test"], strict=True):
+        n = a["size"]
+        assert (sum(a["local_total"]), sum(b["local_total"])) == (n - n // 2, n // 2)
+        summed = [i + j for i, j in zip(a["local_total"], b["local_total"], strict=True)]
+        assert summed == one_process[name].total.tolist()  # every sample counted once
+        assert a["num_samples"] == b["num_samples"] == n
 
 
 @pytest.mark.parametrize("method", ["l2rw", "mwn"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ pl = pytest.importorskip("lightning.pytorch")
 from cdbloss import CDBLoss, cdb_weights  # noqa: E402
 from cdbloss.cdb import PAPER_RULE  # noqa: E402
 from cdbloss.integrations.lightning import CDBCallback  # noqa: E402
+from tests.processes import run_group  # noqa: E402
 
 # the paper's rule (these tests check its formulas; the recipe defaults have their own tests)
 PaperCDBLoss = functools.partial(CDBLoss, **PAPER_RULE)
@@ -280,7 +280,8 @@ def test_package_imports_no_framework() -> None:
         "import sys, cdbloss.integrations\n"
         "assert not {'lightning', 'pytorch_lightning', 'transformers'} & set(sys.modules)\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    proc = run_group([sys.executable, "-c", code], timeout=120)
+    assert proc.returncode == 0, proc.stderr
     import cdbloss.integrations as integrations
 
     assert integrations.CDBCallback is CDBCallback

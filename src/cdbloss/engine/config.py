@@ -11,8 +11,9 @@ A config file mirrors :class:`ExperimentConfig`::
     train: {epochs: 80, batch_size: 100}
     sweep: {loss.name: [ce, cdb-ce], seed: [0, 1, 2]}
 
-Unknown keys, wrong types and unknown loss/model/protocol names are errors that
-name the key, raised before any training starts. Command-line overrides use
+Unknown keys, wrong types, unknown loss/model/protocol names and data options
+that the protocol does not take (:func:`cdbloss.data.base.check_protocol_options`)
+are errors that name the key, raised before any data is read. Command-line overrides use
 dotted keys: ``optim.lr=0.01 loss.options.tau=1.5``.
 """
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import inspect
 import json
 import math
 import re
@@ -294,6 +294,7 @@ def _build(cls: Any, raw: Any, prefix: str) -> Any:
 
 def _check_semantics(cfg: ExperimentConfig) -> None:
     """Names and ranges, checked against the registries; errors list the known names."""
+    from cdbloss.data.base import check_protocol_options
     from cdbloss.data.protocols import import_protocols
     from cdbloss.losses import LOSSES
     from cdbloss.models import MODELS
@@ -312,7 +313,10 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"config key 'data.protocol': unknown protocol {cfg.data.protocol!r}; known: {sorted(PROTOCOLS)}"
         )
-    _check_options("data.options", PROTOCOLS[cfg.data.protocol], cfg.data.options)
+    try:
+        check_protocol_options(cfg.data.protocol, cfg.data.options)
+    except ValueError as err:
+        raise ConfigError(f"config key 'data.options': {err}") from None
     t, o = cfg.train, cfg.optim
     for key, value, low in (
         ("train.epochs", t.epochs, 1),
@@ -341,25 +345,6 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
                     _split_key(cfg, inner)
         else:
             _split_key(cfg, key)  # raises for an unknown dotted key
-
-
-def _check_options(key: str, factory: Any, options: dict[str, Any]) -> None:
-    """Refuse an option ``factory`` does not take (before any data is read), listing those
-    it takes; a factory with ``**kwargs`` takes anything."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [
-        n
-        for n, p in params.items()
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
-    for name in options:
-        if name not in valid:
-            raise ConfigError(f"unknown config key '{key}.{name}'; valid keys here: {valid}")
 
 
 # --------------------------------------------------------------------------- public

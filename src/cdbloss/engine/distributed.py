@@ -81,11 +81,13 @@ def shard_indices(indices: Tensor, rank: int, world_size: int, pad: bool) -> Ten
     With ``pad=False`` (evaluation) each sample is seen by exactly one rank, so
     summed per-class counts are exact; shares may differ by one. With
     ``pad=True`` (training) the list is first extended by wrapping around so
-    that every rank gets the same number of batches, as DDP requires.
+    that every rank gets the same number of batches, as DDP requires (more than
+    once when there are fewer indices than the padding needs).
     """
     if world_size == 1:
         return indices
-    if pad and len(indices) % world_size:
-        extra = world_size - len(indices) % world_size
-        indices = torch.cat([indices, indices[:extra]])
+    n = len(indices)
+    if pad and n % world_size:
+        total = -(-n // world_size) * world_size  # (N,) -> (ceil(N / W) * W,)
+        indices = indices.repeat(-(-total // n))[:total]
     return indices[rank::world_size]
