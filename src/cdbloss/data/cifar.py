@@ -670,7 +670,7 @@ def fetch_cifar(
         spec.name,
         sources,
         hint=f"Download {spec.archive} from {CIFAR_PAGE} and put it in {base / spec.name}, "
-        "or pass --source <archive, folder or ImageFolder zip>",
+        "or pass --source <archive, folder or ImageFolder zip>.",
     )
     return Fetched(path, label)
 

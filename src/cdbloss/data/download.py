@@ -424,6 +424,7 @@ def first_source(
             result = fetch()
         except _SOURCE_ERRORS as err:
             reason = " ".join(str(err).split()) or type(err).__name__
+            reason = reason.removeprefix(f"{label}: ")  # a DownloadError names its URL
             tried.append(f"{label}: {reason}")
             print(f"note: {what}: {label} failed: {reason}", file=sys.stderr, flush=True)
             continue
