@@ -39,13 +39,15 @@ against EGTEA's 19) is refused with the advice to set ``model.reinit_head: true`
 which keeps the head the model was built with (freshly initialised) and loads the rest.
 
 Example:
-    >>> import tempfile, torch
+    >>> import os, tempfile, torch
     >>> from cdbloss.models import build_model
     >>> src = build_model("resnet8", num_classes=100)
-    >>> path = tempfile.mktemp(suffix=".pth")
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "cifar100.pth")
     >>> torch.save({"state_dict": {"module." + k: v for k, v in src.state_dict().items()}}, path)
     >>> dst = build_model("resnet8", num_classes=10)
     >>> report = load_pretrained(dst, path, reinit_head=True)
+    >>> folder.cleanup()
     >>> report.head, report.stripped
     ('linear', ['module.'])
 """
