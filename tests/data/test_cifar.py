@@ -523,6 +523,41 @@ def test_cifar_lt_transforms() -> None:
     )
 
 
+def test_cifar_lt_separate_train_and_test_normalisation() -> None:
+    """The authors' CIFAR code: ImageNet statistics for training and validation
+    (cifar_train.py), CIFAR-10 constants for the test (cifar_test.py)."""
+    arrays = _arrays()
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    cifar_test = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+    s = cf.build_cifar_lt(
+        arrays, imbalance_factor=10, val_per_class=10, seed=0, augment=False,
+        mean=imagenet[0], std=imagenet[1], test_mean=cifar_test[0], test_std=cifar_test[1],
+    )  # fmt: skip
+
+    def expect(raw: np.ndarray, stats: tuple[tuple[float, ...], tuple[float, ...]]) -> torch.Tensor:
+        m, sd = (torch.tensor(v).view(3, 1, 1) for v in stats)
+        return (torch.from_numpy(raw).float() / 255 - m) / sd
+
+    torch.testing.assert_close(s.test[3][0], expect(arrays.test_images[3], cifar_test))
+    val_idx = int(s.val.source_indices[0])
+    torch.testing.assert_close(s.val[0][0], expect(arrays.train_images[val_idx], imagenet))
+    train_idx = int(s.train.source_indices[0])
+    torch.testing.assert_close(s.train[0][0], expect(arrays.train_images[train_idx], imagenet))
+    assert s.info["test_normalize"] == {"mean": list(cifar_test[0]), "std": list(cifar_test[1])}
+    # the batch path (transform_on_device) uses the same statistics
+    x, _ = s.test.get_batch(torch.tensor([3]))
+    torch.testing.assert_close(x[0], s.test[3][0])
+    # one pair for all splits when only mean/std are given
+    same = cf.build_cifar_lt(
+        arrays, 10, val_per_class=10, augment=False, mean=imagenet[0], std=imagenet[1]
+    )
+    torch.testing.assert_close(same.test[3][0], expect(arrays.test_images[3], imagenet))
+    with pytest.raises(ValueError, match=r"test_std must be > 0"):
+        cf.cifar_lt(test_std=[0.2, 0.2, 0.0])
+    with pytest.raises(ValueError, match=r"option mean must be 3 numbers"):
+        cf.cifar_lt(mean=[0.5, 0.5])
+
+
 # --- the real CIFAR-10 JPEG zip (../shared/data; required under CI) -------------------------
 
 

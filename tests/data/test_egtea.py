@@ -353,3 +353,36 @@ def test_default_transform_and_bad_layout(tmp_path: Path) -> None:
     assert torch.allclose(clip[:, 0], ToTensor()(grey_frame(8 * 3)), atol=3 / 255)
     with pytest.raises(ValueError, match="layout"):
         EgteaClips(tmp_path, entries, train=False, layout="THWC")  # type: ignore[arg-type]
+
+
+def test_channel_order_and_pixel_scale_of_the_authors_code(tmp_path: Path) -> None:
+    """The authors' code feeds cv2.imread frames: raw 0..255 values in BGR order."""
+    name = "P06-R01-Z-1-2-F1-F4"
+    d = clip_dir(tmp_path / "frames", name)
+    d.mkdir(parents=True)
+    rgb = (200, 100, 20)
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), rgb, dtype=np.uint8)).save(d / f"{i:06d}.png")
+    lists = tmp_path / "lists"
+    write_lists(lists, [(name, 1, 4)])
+    common = {"root": tmp_path / "frames", "lists_dir": lists, "image_size": 4, "num_frames": 2}
+    authors = load_protocol(
+        "egtea", **common, channel_order="bgr", pixel_scale=255, mean=[0, 0, 0], std=[1, 1, 1]
+    )
+    clip = authors.test[0][0]  # (C, T, H, W)
+    assert [round(float(clip[c].mean())) for c in range(3)] == [20, 100, 200]
+    assert authors.info["channel_order"] == "bgr" and authors.info["pixel_scale"] == 255.0
+    default = load_protocol("egtea", **common, mean=[0, 0, 0], std=[1, 1, 1]).test[0][0]
+    assert [round(float(default[c].mean()) * 255) for c in range(3)] == list(rgb)
+    # mean and std are in the chosen units and order: 0..255 BGR statistics
+    norm = load_protocol(
+        "egtea", **common, channel_order="bgr", pixel_scale=255, mean=[20, 0, 0], std=[1, 1, 2]
+    ).test[0][0]
+    assert [round(float(norm[c].mean())) for c in range(3)] == [0, 100, 100]
+    for bad, message in (
+        ({"channel_order": "BGR"}, "channel_order must be 'rgb' or 'bgr'"),
+        ({"pixel_scale": 0}, "pixel_scale must be a number > 0"),
+        ({"mean": [0, 0]}, "mean and std need one value per channel"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            load_protocol("egtea", root=tmp_path / "nowhere", lists_dir=lists, **bad)

@@ -47,7 +47,7 @@ import tarfile
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -832,16 +832,26 @@ def build_cifar_lt(
     val_per_class: int = 50,
     seed: int = 0,
     augment: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    test_mean: Sequence[float] | None = None,
+    test_std: Sequence[float] | None = None,
 ) -> DataSplits:
     """The CIFAR-LT splits from arrays already in memory (see :func:`cifar_lt`)."""
     spec = _spec(arrays.dataset)
+    mean = tuple(mean) if mean is not None else spec.mean
+    std = tuple(std) if std is not None else spec.std
+    test_norm_given = test_mean is not None or test_std is not None
+    test_mean = tuple(test_mean) if test_mean is not None else mean
+    test_std = tuple(test_std) if test_std is not None else std
     c = len(arrays.class_names)
     where = str(arrays.source.get("path", f"{spec.name} training set"))
     s = long_tail_split(
         arrays.train_labels, c, imbalance_factor, val_per_class, seed, profile,
         arrays.class_names, where,
     )  # fmt: skip
-    norm = ScaleNormalize(spec.mean, spec.std)
+    norm = ScaleNormalize(mean, std)  # training and validation (as the authors' train script)
+    test_norm = ScaleNormalize(test_mean, test_std) if test_norm_given else norm
     train_tf: ImageTransform = norm
     if augment:
         from cdbloss.data.transforms import Compose
@@ -871,13 +881,14 @@ def build_cifar_lt(
         "max_per_class": s.max_per_class,
         "realised_imbalance": s.counts[0] / s.counts[-1],
         "augment": "random crop 32, padding 4, horizontal flip" if augment else None,
-        "normalize": {"mean": list(spec.mean), "std": list(spec.std)},
+        "normalize": {"mean": list(mean), "std": list(std)},
+        "test_normalize": {"mean": list(test_mean), "std": list(test_std)},
         "source": arrays.source,
     }
     return DataSplits(
         train=make(arrays.train_images, arrays.train_labels, s.train, train_tf),
         val=make(arrays.train_images, arrays.train_labels, s.val, norm),
-        test=make(arrays.test_images, arrays.test_labels, all_test, norm),
+        test=make(arrays.test_images, arrays.test_labels, all_test, test_norm),
         num_classes=c,
         class_counts=list(s.counts),
         class_names=list(arrays.class_names),
@@ -897,6 +908,10 @@ def cifar_lt(
     source: str | None = None,
     verify: bool = True,
     augment: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    test_mean: Sequence[float] | None = None,
+    test_std: Sequence[float] | None = None,
 ) -> DataSplits:
     """Long-tailed CIFAR-10 / CIFAR-100 (Cui et al. 2019; CDB paper, Tables 3 and 4).
 
@@ -917,12 +932,44 @@ def cifar_lt(
         seed: one seed for the validation draw and the tail.
         root, source, verify: see :func:`load_cifar`.
         augment: random crop 32 with padding 4 and a horizontal flip on the
-            training set; normalisation with the dataset's mean / std always.
+            training set.
+        mean, std: normalisation of the training and validation images (pixels in
+            ``[0, 1]``); default the dataset's own statistics.
+        test_mean, test_std: normalisation of the test images; default the same as
+            training. The authors' code trains and validates with the ImageNet
+            statistics and tests with ``(0.4914, 0.4822, 0.4465)``,
+            ``(0.2023, 0.1994, 0.2010)`` (``cifar_test.py``), a mismatch these options
+            reproduce (configs/cifar10_lt_authors.yaml says how).
 
     Returns:
         :class:`DataSplits` of :class:`TensorImageDataset`; items are
         ``(float32 (3, 32, 32), int)``.
     """
     spec = _resolve_dataset(dataset, num_classes)
+    for name, value in (
+        ("mean", mean),
+        ("std", std),
+        ("test_mean", test_mean),
+        ("test_std", test_std),
+    ):
+        _check_channels(name, value)
     arrays = load_cifar(spec.name, root, source, verify)
-    return build_cifar_lt(arrays, imbalance_factor, profile, val_per_class, seed, augment)
+    return build_cifar_lt(
+        arrays, imbalance_factor, profile, val_per_class, seed, augment,
+        mean, std, test_mean, test_std,
+    )  # fmt: skip
+
+
+def _check_channels(name: str, value: Sequence[float] | None) -> None:
+    """Three numbers (std > 0), checked before the data is read."""
+    if value is None:
+        return
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or len(value) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(f"cifar-lt option {name} must be 3 numbers (R, G, B), got {value!r}")
+    if name.endswith("std") and any(v <= 0 for v in value):
+        raise ValueError(f"cifar-lt option {name} must be > 0, got {list(value)}")

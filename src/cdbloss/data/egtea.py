@@ -34,9 +34,12 @@ of side ``crop_size`` (default: the frame's shorter side, 480 for EGTEA's 640 x 
 clips, as the public code's ``RandomCrop(480)``), a rotation uniform in
 ``[-rotation, rotation]`` degrees (10 in the public code), a flip with probability
 0.5, then resizes to ``image_size``; evaluation takes the centre square and
-resizes. Pixels are scaled to ``[0, 1]`` and normalised with ``mean`` / ``std``
-(ImageNet statistics by default; the public code feeds raw 0..255 BGR values -
-match whatever the pretrained weights expect).
+resizes. Pixels are scaled to ``[0, pixel_scale]`` (1 by default) in
+``channel_order`` (RGB by default) and normalised with ``mean`` / ``std`` in those
+units and that order (ImageNet statistics by default). The public code feeds raw
+0..255 BGR values (``cv2.imread``, no normalisation): ``channel_order="bgr"``,
+``pixel_scale=255``, ``mean=[0, 0, 0]``, ``std=[1, 1, 1]`` (configs/egtea_authors.yaml).
+Match whatever the pretrained weights expect.
 
 Class names: the 19 verbs of EGTEA Gaze+'s ``verb_idx.txt``, in id order (see
 :data:`VERBS`). The five largest classes over train + val are Take, Put, Open,
@@ -73,6 +76,7 @@ from .transforms import (
     IMAGENET_STD,
     Compose,
     Normalize,
+    PixelFormat,
     RandomHorizontalFlip,
     RandomRotation,
     Resize,
@@ -289,17 +293,23 @@ def egtea_transforms(
     rotation: float = 10.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    channel_order: Literal["rgb", "bgr"] = "rgb",
+    pixel_scale: float = 1.0,
 ) -> Compose:
     """List of ``T`` PIL frames -> float tensor ``(T, 3, image_size, image_size)``.
 
-    The random parameters are drawn once per clip (module doc).
+    The random parameters are drawn once per clip (module doc); ``channel_order`` and
+    ``pixel_scale`` act before ``mean`` / ``std`` (:class:`~cdbloss.data.transforms.PixelFormat`).
     """
     steps: list[Any] = [SquareCrop(crop_size, random=train)]
     if train:
         if rotation > 0:
             steps.append(RandomRotation(rotation))
         steps.append(RandomHorizontalFlip())
-    steps += [Resize((image_size, image_size)), ToTensor(), Normalize(mean, std)]
+    steps += [Resize((image_size, image_size)), ToTensor()]
+    if channel_order != "rgb" or pixel_scale != 1.0:
+        steps.append(PixelFormat(pixel_scale, channel_order))
+    steps.append(Normalize(mean, std))
     return Compose(steps)
 
 
@@ -430,6 +440,8 @@ def egtea(
     layout: Literal["CTHW", "TCHW"] = "CTHW",
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    channel_order: Literal["rgb", "bgr"] = "rgb",
+    pixel_scale: float = 1.0,
     verify_files: bool = True,
 ) -> DataSplits:
     """EGTEA Gaze+ verb classification, split 1, as in the CDB-loss paper.
@@ -445,7 +457,10 @@ def egtea(
             shorter side.
         rotation: maximum training rotation in degrees (10; 0 = none).
         layout: ``"CTHW"`` (default) or ``"TCHW"`` per clip.
-        mean, std: per-channel normalisation of ``[0, 1]`` pixels.
+        mean, std: per-channel normalisation, in the units of ``pixel_scale`` and the
+            order of ``channel_order``.
+        channel_order: ``"rgb"`` (default) or ``"bgr"`` (the authors' code, OpenCV).
+        pixel_scale: 1 (pixels in ``[0, 1]``, default) or 255 (raw values, the authors' code).
         verify_files: check that every clip folder exists before returning.
 
     Returns:
@@ -456,6 +471,8 @@ def egtea(
         FileNotFoundError: a split file, the frames root or clip folders are missing.
         ValueError: malformed split lines.
     """
+    pixel = PixelFormat(pixel_scale, channel_order)  # checks both before any file is read
+    Normalize(mean, std)
     lists = _resolve_lists_dir(lists_dir)
     paths = {s: lists / name for s, name in SPLIT_FILES.items()}
     absent = [str(p) for p in paths.values() if not p.is_file()]
@@ -474,7 +491,9 @@ def egtea(
 
     def make(split: str) -> EgteaClips:
         train = split == "train"
-        tf = egtea_transforms(train, image_size, crop_size, rotation, mean, std)
+        tf = egtea_transforms(
+            train, image_size, crop_size, rotation, mean, std, channel_order, pixel.scale
+        )
         return EgteaClips(root, entries[split], train, tf, num_frames, layout)
 
     counts = class_counts([e.label for e in entries["train"]], NUM_CLASSES)
@@ -496,6 +515,10 @@ def egtea(
             "crop_size": crop_size,
             "rotation": rotation,
             "layout": layout,
+            "channel_order": channel_order,
+            "pixel_scale": pixel.scale,
+            "mean": list(mean),
+            "std": list(std),
             "clip_shape": [3, num_frames, image_size, image_size]
             if layout == "CTHW"
             else [num_frames, 3, image_size, image_size],

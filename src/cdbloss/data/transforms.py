@@ -51,6 +51,7 @@ __all__ = [
     "ColorJitter",
     "Compose",
     "Normalize",
+    "PixelFormat",
     "RandomCrop",
     "RandomHorizontalFlip",
     "RandomResizedCrop",
@@ -355,6 +356,46 @@ class Normalize:
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
+
+
+class PixelFormat:
+    """``[0, 1]`` RGB pixels -> the scale and channel order a network was trained on.
+
+    Multiplies by ``scale`` (255 gives the raw 0..255 values) and, for
+    ``channel_order="bgr"``, reverses the channels (OpenCV's order: the CDB
+    authors' EGTEA code feeds ``cv2.imread`` frames, raw 0..255 BGR). Put it before
+    :class:`Normalize`, whose mean and std are then in these units and this order.
+
+    Args:
+        scale: the value of a full-intensity pixel, > 0 (1 or 255).
+        channel_order: ``"rgb"`` or ``"bgr"``.
+
+    Shape:
+        ``(C, H, W)`` or ``(T, C, H, W)`` float, unchanged.
+
+    Example:
+        >>> PixelFormat(255.0, "bgr")(torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1)).flatten()
+        tensor([  0.0000, 127.5000, 255.0000])
+    """
+
+    def __init__(self, scale: float = 1.0, channel_order: str = "rgb") -> None:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ValueError(f"pixel_scale must be a number > 0 (1 or 255), got {scale!r}")
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        self.scale = float(scale)
+        self.channel_order = channel_order
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError("PixelFormat expects a float tensor; apply ToTensor first")
+        _check_tensor(x)
+        if self.channel_order == "bgr":
+            x = x.flip(-3)  # (.., C, H, W): RGB -> BGR
+        return x * self.scale if self.scale != 1.0 else x
+
+    def __repr__(self) -> str:
+        return f"PixelFormat(scale={self.scale:g}, channel_order={self.channel_order!r})"
 
 
 class Resize:

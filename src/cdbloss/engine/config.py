@@ -63,10 +63,33 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Which registered model (``cdbloss.models.MODELS``) and its options."""
+    """Which model and its options, and where its starting weights come from.
+
+    Attributes:
+        name: a registered model (``cdbloss.models.MODELS``) or ``torchvision.<arch>``.
+        options: the factory's keyword options.
+        pretrained: a local state-dict file to start from (``None``: the model's own
+            initialisation). Read with ``torch.load(weights_only=True)``; the key layouts
+            of public checkpoints are mapped (:mod:`cdbloss.models.pretrained`). Read
+            before the data, so a missing or unreadable file stops the run at once; a
+            resumed run takes its weights from its checkpoint instead.
+        reinit_head: keep the classifier freshly initialised instead of loading it
+            (needed when the file's class count differs, e.g. Kinetics' 400 classes
+            for EGTEA's 19).
+    """
 
     name: str = "lenet5"
     options: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None
+    reinit_head: bool = False
+
+
+#: Keys written into a saved config only when they differ from their default, so the
+#: configs of runs made before the keys existed compare equal to today's.
+_OMITTED_AT_DEFAULT: dict[tuple[str, str], Any] = {
+    ("model", "pretrained"): None,
+    ("model", "reinit_head"): False,
+}
 
 
 @dataclass
@@ -297,7 +320,7 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
     from cdbloss.data.base import check_protocol_options
     from cdbloss.data.protocols import import_protocols
     from cdbloss.losses import LOSSES
-    from cdbloss.models import MODELS
+    from cdbloss.models import MODELS, is_model_name
 
     PROTOCOLS = import_protocols()
 
@@ -305,10 +328,18 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"config key 'loss.name': unknown loss {cfg.loss.name!r}; known: {sorted(LOSSES)}"
         )
-    if cfg.model.name not in MODELS:
+    if not is_model_name(cfg.model.name):
         raise ConfigError(
-            f"config key 'model.name': unknown model {cfg.model.name!r}; known: {sorted(MODELS)}"
+            f"config key 'model.name': unknown model {cfg.model.name!r}; known: {sorted(MODELS)}, "
+            "or torchvision.<arch>"
         )
+    if cfg.model.reinit_head and cfg.model.pretrained is None:
+        raise ConfigError(
+            "config key 'model.reinit_head' re-initialises the classifier of a pretrained "
+            "model; set model.pretrained: PATH too, or drop reinit_head"
+        )
+    if cfg.model.pretrained is not None and not cfg.model.pretrained.strip():
+        raise ConfigError("config key 'model.pretrained' must be a file path or null, got ''")
     if cfg.data.protocol not in PROTOCOLS:
         raise ConfigError(
             f"config key 'data.protocol': unknown protocol {cfg.data.protocol!r}; known: {sorted(PROTOCOLS)}"
@@ -370,8 +401,13 @@ def config_from_dict(raw: dict[str, Any], check_names: bool = True) -> Experimen
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The config as plain data (JSON/YAML serialisable)."""
-    return dataclasses.asdict(cfg)
+    """The config as plain data (JSON/YAML serialisable); the keys of
+    ``_OMITTED_AT_DEFAULT`` are left out while they hold their default."""
+    out = dataclasses.asdict(cfg)
+    for (section, key), default in _OMITTED_AT_DEFAULT.items():
+        if out[section].get(key, default) == default:
+            out[section].pop(key, None)
+    return out
 
 
 #: YAML 1.2 floats that YAML 1.1 (PyYAML) reads as strings: ``1e-3``, ``5E4``, ``.5e-2``
@@ -470,7 +506,7 @@ def _split_key(cfg_or_raw: Any, key: str) -> list[str]:
         # "data.options.ratio" (checked against the config when the grid is built)
         return ["sweep", ".".join(parts[1:])]
     node: Any = (
-        config_to_dict(cfg_or_raw) if isinstance(cfg_or_raw, ExperimentConfig) else cfg_or_raw
+        dataclasses.asdict(cfg_or_raw) if isinstance(cfg_or_raw, ExperimentConfig) else cfg_or_raw
     )
     for i, part in enumerate(parts):
         if isinstance(node, dict) and part in node:
@@ -488,7 +524,7 @@ def _split_key(cfg_or_raw: Any, key: str) -> list[str]:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
     """A copy of ``raw`` with dotted-key ``overrides`` applied (defaults filled in first)."""
-    out = config_to_dict(_build(ExperimentConfig, raw, ""))
+    out = dataclasses.asdict(_build(ExperimentConfig, raw, ""))  # every key, defaults too
     out = copy.deepcopy(out)
     for key, value in overrides:
         parts = _split_key(out, key)

@@ -63,7 +63,7 @@ from cdbloss.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
 from cdbloss.losses import build_loss, wants_difficulty, wants_epoch
 from cdbloss.losses.registry import resolved_options
 from cdbloss.metrics import ConfusionMatrix, summarize
-from cdbloss.models import build_model
+from cdbloss.models import build_model, load_pretrained, read_state_dict
 from cdbloss.sampler import CDBSampler, dataset_targets
 
 __all__ = ["NonFiniteLossError", "Trainer", "check_run_folder", "lr_factor", "train"]
@@ -330,12 +330,24 @@ class Trainer:
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
+        pretrained = None
+        if cfg.model.pretrained is not None and not (self.out_dir / "checkpoint.pt").exists():
+            # read before the data, so a missing or unreadable file stops the run at once;
+            # a resumed run takes its weights from its checkpoint
+            pretrained = read_state_dict(cfg.model.pretrained)
         splits = self._load_data()
         if cfg.train.transform_on_device:
             _check_transform_on_device(splits, cfg.train.num_workers)
         c = splits.num_classes
         device = info.device
-        model = build_model(cfg.model.name, c, **cfg.model.options).to(device)
+        model = build_model(cfg.model.name, c, **cfg.model.options)
+        if pretrained is not None:
+            loaded = load_pretrained(
+                model, pretrained, cfg.model.reinit_head, name=cfg.model.pretrained
+            )
+            if info.is_main and cfg.train.progress:
+                print(f"[{cfg.name}] {loaded.summary()}", flush=True)
+        model = model.to(device)
         if cfg.train.channels_last:
             # 4-D weights only; torch's stubs lack the memory_format overload of Module.to
             model = cast(Any, model).to(memory_format=torch.channels_last)

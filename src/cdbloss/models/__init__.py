@@ -10,11 +10,15 @@ name              network                                         experiment
 ``resnet20/44/``  the other CIFAR ResNets of the same family
 ``56/110``
 ``resnet10``      ImageNet ResNet-10 (basic blocks, 1 per stage)  ImageNet-LT
+``resnet18``      ImageNet ResNet-18 (torchvision's names)        fine-tuning
 ``resnext3d_101`` 3D-ResNeXt-101, cardinality 32 (Hara et al.)    EGTEA Gaze+
 ================  ==============================================  =====================
 
 Every model maps a batch to logits ``(N, C)``; the device follows the module
-(move it with ``.to(device)``), nothing is pinned to CUDA.
+(move it with ``.to(device)``), nothing is pinned to CUDA. ``torchvision.<arch>``
+builds any torchvision architecture (``torchvision.resnet50``,
+``torchvision.r3d_18``; needs torchvision), and :func:`load_pretrained` starts any
+of them from a local checkpoint (:mod:`cdbloss.models.pretrained`).
 
 Example:
     >>> import torch
@@ -28,8 +32,17 @@ from __future__ import annotations
 
 from .lenet import LeNet5, lenet5
 from .mlp import MLP, mlp
-from .registry import MODELS, ModelFactory, build_model, count_parameters, get_model, register_model
-from .resnet import ImageNetResNet, resnet10
+from .pretrained import LoadReport, PretrainedError, load_pretrained, read_state_dict
+from .registry import (
+    MODELS,
+    ModelFactory,
+    build_model,
+    count_parameters,
+    get_model,
+    is_model_name,
+    register_model,
+)
+from .resnet import ImageNetResNet, resnet10, resnet18
 from .resnet_cifar import (
     CifarResNet,
     NormedLinear,
@@ -48,17 +61,23 @@ __all__ = [
     "CifarResNet",
     "ImageNetResNet",
     "LeNet5",
+    "LoadReport",
     "ModelFactory",
     "NormedLinear",
+    "PretrainedError",
     "ResNeXt3D",
     "build_model",
     "count_parameters",
     "get_model",
+    "is_model_name",
     "lenet5",
+    "load_pretrained",
     "mlp",
+    "read_state_dict",
     "register_model",
     "resnet8",
     "resnet10",
+    "resnet18",
     "resnet20",
     "resnet32",
     "resnet44",

@@ -8,11 +8,20 @@ registered with :func:`register_model` and built with :func:`build_model`::
     >>> model = build_model("resnet32", num_classes=10)
     >>> sum(p.numel() for p in model.parameters())
     464154
+
+Beside the registered names, ``torchvision.<arch>`` names any architecture of
+``torchvision.models`` (``torchvision.resnet50``, ``torchvision.r3d_18``...),
+built with ``weights=None`` and ``num_classes``; torchvision is imported only
+then (``pip install 'cdb-loss[torchvision]'``, the build that matches your
+torch). Pretrained weights come from a local file (:mod:`cdbloss.models.pretrained`),
+never from a download.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +29,7 @@ from torch import nn
 
 __all__ = [
     "MODELS",
+    "TORCHVISION_PREFIX",
     "ModelFactory",
     "build_model",
     "check_bool",
@@ -27,6 +37,7 @@ __all__ = [
     "check_int_sequence",
     "count_parameters",
     "get_model",
+    "is_model_name",
     "register_model",
 ]
 
@@ -52,12 +63,62 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return deco
 
 
+#: Names starting with this build ``torchvision.models.<arch>`` (see the module doc).
+TORCHVISION_PREFIX = "torchvision."
+_ARCH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _known() -> str:
+    return f"known models: {sorted(MODELS)}, or torchvision.<arch> (e.g. torchvision.resnet50)"
+
+
+def is_model_name(name: str) -> bool:
+    """True if ``name`` is registered or is ``torchvision.<arch>`` with a valid identifier
+    (whether torchvision has that architecture is checked when the model is built)."""
+    if name in MODELS:
+        return True
+    arch = name[len(TORCHVISION_PREFIX) :] if name.startswith(TORCHVISION_PREFIX) else ""
+    return bool(_ARCH.match(arch))
+
+
 def get_model(name: str) -> ModelFactory:
-    """The factory registered as ``name``; an unknown name lists the known ones."""
-    try:
+    """The factory registered as ``name`` (or for ``torchvision.<arch>``); an unknown name
+    lists the known ones."""
+    if name in MODELS:
         return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}") from None
+    if is_model_name(name):
+        return _torchvision_factory(name[len(TORCHVISION_PREFIX) :])
+    raise ValueError(f"unknown model {name!r}; {_known()}")
+
+
+def _torchvision_factory(arch: str) -> ModelFactory:
+    """A factory for ``torchvision.models.get_model(arch, weights=None, num_classes=C)``."""
+
+    def factory(num_classes: int, **options: Any) -> nn.Module:
+        if "weights" in options or "pretrained" in options:
+            raise ValueError(
+                f"model 'torchvision.{arch}': weights are not downloaded here; give a local "
+                "file with model.pretrained: PATH (cdbloss.models.pretrained)"
+            )
+        try:
+            models = importlib.import_module("torchvision.models")
+        except Exception as err:  # ImportError, or a build that does not match torch
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ValueError(
+                f"model 'torchvision.{arch}' needs torchvision, which failed to import "
+                f"({type(err).__name__}: {reason[:160]}); install the torchvision build that "
+                "matches your torch (pip install 'cdb-loss[torchvision]')"
+            ) from None
+        try:
+            model: nn.Module = models.get_model(
+                arch, weights=None, num_classes=num_classes, **options
+            )
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"model 'torchvision.{arch}': {err}") from None
+        return model
+
+    factory.__name__ = f"torchvision_{arch}"
+    return factory
 
 
 def _accepted_options(factory: ModelFactory) -> list[str] | None:

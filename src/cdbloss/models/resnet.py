@@ -19,8 +19,10 @@ ImageNet-LT's 1,000 classes (``4,905,792 + 513 C``).
 Initialisation as in the OLTR / torchvision code: Kaiming-normal with fan-out
 for convolutions, BN weight 1 and bias 0, PyTorch's default for ``fc``.
 Module names follow torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``,
-``layer2.0.downsample.0``, ``fc``), so the parameter names of OLTR-style checkpoints
-match (not yet tried on a real checkpoint).
+``layer2.0.downsample.0``, ``fc``), so torchvision's ``resnet18`` state dict loads
+into ``resnet18`` and the trunk of OLTR-style ResNet-10 checkpoints into ``resnet10``
+with no renaming (``model.pretrained``; tested with synthetic checkpoints in those
+layouts, ``tests/models/test_pretrained.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 from .registry import check_bool, check_int, check_int_sequence, register_model
 from .resnet_cifar import NormedLinear
 
-__all__ = ["ImageNetResNet", "resnet10"]
+__all__ = ["ImageNetResNet", "resnet10", "resnet18"]
 
 
 class _BasicBlock(nn.Module):
@@ -140,4 +142,13 @@ def resnet10(num_classes: int, normed_linear: bool = False, in_channels: int = 3
     :class:`ImageNetResNet`."""
     return ImageNetResNet(
         num_classes, layers=(1, 1, 1, 1), normed_linear=normed_linear, in_channels=in_channels
+    )
+
+
+@register_model("resnet18")
+def resnet18(num_classes: int, normed_linear: bool = False, in_channels: int = 3) -> ImageNetResNet:
+    """ImageNet ResNet-18 (11,689,512 parameters for 1,000 classes, as torchvision's), with
+    torchvision's module names, so its checkpoints load as they are; see :class:`ImageNetResNet`."""
+    return ImageNetResNet(
+        num_classes, layers=(2, 2, 2, 2), normed_linear=normed_linear, in_channels=in_channels
     )

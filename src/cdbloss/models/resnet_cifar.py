@@ -32,8 +32,9 @@ work (including CDB) builds on: Kaiming-normal (fan-in, ReLU gain) for the
 convolutions and the linear weight, BN weight 1 and bias 0.
 
 Module names (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``linear``) follow the
-widely used CIFAR ResNet code, so its parameter names match (not yet tried on a
-real checkpoint).
+widely used CIFAR ResNet code (LDAM-DRW, the CDB authors' CIFAR code), so its
+checkpoints load with ``model.pretrained`` (:mod:`cdbloss.models.pretrained`; not yet
+tried on a real checkpoint).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 r"""3D-ResNeXt-101 for action recognition (Hara, Kataoka & Satoh, CVPR 2018).
 
 "Can spatiotemporal 3D CNNs retrace the history of 2D CNNs and ImageNet?":
-the network of the CDB paper's EGTEA Gaze+ experiment (Tables 6-7), there
-fine-tuned from Kinetics with 10 frames of 224x224.
+the network of the CDB paper's EGTEA Gaze+ experiment (Tables 6-7), on 10
+frames of 224x224; the authors' code fine-tunes it from Hara's Kinetics
+checkpoint (``model.pretrained``, configs/egtea_authors.yaml).
 
 Layout with the defaults (Hara's ResNeXt-101, cardinality 32, shortcut B),
 input ``(N, 3, T, H, W)``:
@@ -37,7 +38,9 @@ Initialisation as in Hara's code: Kaiming-normal with fan-out for the
 convolutions, BN weight 1 and bias 0, PyTorch's default for ``fc``. Module
 names follow Hara's code (``conv1``, ``bn1``, ``layer1.0.conv1``,
 ``layer1.0.downsample.0``, ``fc``), so the parameter names of that code's Kinetics
-checkpoints match after removing a ``module.`` prefix (not yet tried on the real file).
+checkpoints match once the ``state_dict`` wrapper and the ``module.`` prefix are removed,
+which :mod:`cdbloss.models.pretrained` does (tested on a small checkpoint written in that
+layout; not yet on the real file).
 """
 
 from __future__ import annotations
