@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from cdbloss.data.cache import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -50,19 +50,10 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
 
 
 def _atomic(path: Path, write: Any) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write through :func:`cdbloss.data.cache.atomic_write`: a temporary file beside
+    ``path``, fsync, then rename over it (readers see the old file or the new one)."""
+    with atomic_write(path) as fh:
+        write(fh)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
