@@ -313,17 +313,7 @@ class Trainer:
     def _fit(self) -> dict[str, Any]:
         cfg, info = self.cfg, self.dist
         assert info is not None
-        if info.distributed and cfg.train.method != "standard":
-            raise ValueError(f"train.method={cfg.train.method!r} runs on one process only")
-        if cfg.train.compile != "off" and cfg.train.method != "standard":
-            raise ValueError(
-                f"train.compile={cfg.train.compile!r} compiles the standard training step; "
-                f"the meta steps of train.method={cfg.train.method!r} need train.compile: off"
-            )
-        if cfg.train.batch_size % info.world_size:
-            raise ValueError(
-                f"train.batch_size={cfg.train.batch_size} must divide evenly over {info.world_size} ranks"
-            )
+        _check_method(cfg, info)
         finished = self._check_out_dir()
         if finished is not None:
             return finished
@@ -340,17 +330,7 @@ class Trainer:
             _check_transform_on_device(splits, cfg.train.num_workers)
         c = splits.num_classes
         device = info.device
-        model = build_model(cfg.model.name, c, **cfg.model.options)
-        if pretrained is not None:
-            loaded = load_pretrained(
-                model, pretrained, cfg.model.reinit_head, name=cfg.model.pretrained
-            )
-            if info.is_main and cfg.train.progress:
-                print(f"[{cfg.name}] {loaded.summary()}", flush=True)
-        model = model.to(device)
-        if cfg.train.channels_last:
-            # 4-D weights only; torch's stubs lack the memory_format overload of Module.to
-            model = cast(Any, model).to(memory_format=torch.channels_last)
+        model = _build_model(cfg, c, pretrained, device, verbose=info.is_main)
         loss_options = dict(cfg.loss.options)
         if cfg.train.method != "standard":
             # The meta steps weight each example themselves: they need per-sample
@@ -389,27 +369,10 @@ class Trainer:
         best: dict[str, Any] = {"value": -math.inf, "epoch": -1, "state": None}
         ckpt_path = self.out_dir / "checkpoint.pt"
         if ckpt_path.exists():
-            state = load_checkpoint(ckpt_path)
-            try:
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                loss_fn.load_state_dict(state["loss"])
-                if meta_step is not None and "meta" in state:
-                    meta_step.load_state_dict(state["meta"])
-                if sampler is not None and state.get("sampler") is not None:
-                    sampler.load_state_dict(state["sampler"])
-                start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
-                best = state["best"]
-                timing = dict(state.get("timing", timing))
-                set_rng_state(state["rng"])
-            except (KeyError, TypeError, ValueError, RuntimeError) as err:
-                reason = (
-                    str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                )
-                raise CheckpointError(
-                    f"checkpoint {str(ckpt_path)!r} does not fit this run ({reason[:200]}); "
-                    "deleting it restarts the run from scratch"
-                ) from None
+            state = _restore(ckpt_path, model, opt, loss_fn, meta_step, sampler)
+            start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
+            best = state["best"]
+            timing = dict(state.get("timing", timing))
             self._saved_epoch = start_epoch
         train_model: nn.Module = model
         if info.distributed:
@@ -629,6 +592,78 @@ class Trainer:
                 "train.tensorboard=true needs the tensorboard package: pip install tensorboard"
             ) from err
         return SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+
+
+def _check_method(cfg: ExperimentConfig, info: DistInfo) -> None:
+    """Refuse, before any work, a training method that the process layout cannot run."""
+    if info.distributed and cfg.train.method != "standard":
+        raise ValueError(f"train.method={cfg.train.method!r} runs on one process only")
+    if cfg.train.compile != "off" and cfg.train.method != "standard":
+        raise ValueError(
+            f"train.compile={cfg.train.compile!r} compiles the standard training step; "
+            f"the meta steps of train.method={cfg.train.method!r} need train.compile: off"
+        )
+    if cfg.train.batch_size % info.world_size:
+        raise ValueError(
+            f"train.batch_size={cfg.train.batch_size} must divide evenly over {info.world_size} ranks"
+        )
+
+
+def _build_model(
+    cfg: ExperimentConfig,
+    num_classes: int,
+    pretrained: tuple[dict[str, Tensor], str] | None,
+    device: torch.device,
+    verbose: bool,
+) -> nn.Module:
+    """The config's model, started from ``pretrained`` when given, on ``device``."""
+    model = build_model(cfg.model.name, num_classes, **cfg.model.options)
+    if pretrained is not None:
+        loaded = load_pretrained(
+            model, pretrained, cfg.model.reinit_head, name=cfg.model.pretrained
+        )
+        if verbose and cfg.train.progress:
+            print(f"[{cfg.name}] {loaded.summary()}", flush=True)
+    model = model.to(device)
+    if cfg.train.channels_last:
+        # 4-D weights only; torch's stubs lack the memory_format overload of Module.to
+        model = cast(Any, model).to(memory_format=torch.channels_last)
+    return model
+
+
+def _restore(
+    ckpt_path: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    meta_step: Any,
+    sampler: CDBSampler | None,
+) -> dict[str, Any]:
+    """Load a checkpoint's states into the run's objects (and the RNGs); return the checkpoint.
+
+    Raises:
+        CheckpointError: the checkpoint does not fit this run (names the file).
+    """
+    state = load_checkpoint(ckpt_path)
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        loss_fn.load_state_dict(state["loss"])
+        if meta_step is not None and "meta" in state:
+            meta_step.load_state_dict(state["meta"])
+        if sampler is not None and state.get("sampler") is not None:
+            sampler.load_state_dict(state["sampler"])
+        missing = [k for k in ("epoch", "step", "history", "best") if k not in state]
+        if missing:  # a checkpoint of another kind of run
+            raise KeyError(missing[0])
+        set_rng_state(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {str(ckpt_path)!r} does not fit this run ({reason[:200]}); "
+            "deleting it restarts the run from scratch"
+        ) from None
+    return state
 
 
 def check_run_folder(out_dir: str | Path) -> None:

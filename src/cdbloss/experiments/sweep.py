@@ -28,6 +28,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -246,9 +247,10 @@ def run_sweep(
         return _run_sweep(cfg, out, runs, workers, progress)
 
 
-def _run_sweep(
-    cfg: ExperimentConfig, out: Path, runs: list[SweepRun], workers: int, progress: bool
-) -> dict[str, dict[str, Any]]:
+def _finished_and_todo(
+    out: Path, runs: list[SweepRun]
+) -> tuple[dict[str, dict[str, Any]], list[SweepRun]]:
+    """The statuses of the runs already done in ``out``, and the runs left to train."""
     statuses: dict[str, dict[str, Any]] = {}
     todo = []
     for run in runs:
@@ -259,6 +261,53 @@ def _run_sweep(
             statuses[run.run_id] = {"status": "done", "skipped": True}
         else:
             todo.append(run)
+    return statuses, todo
+
+
+def _run_in_pool(
+    out: Path,
+    todo: list[SweepRun],
+    configs: list[dict[str, Any]],
+    workers: int,
+    threads: int,
+    statuses: dict[str, dict[str, Any]],
+    report: Callable[[str], None],
+) -> None:
+    """Train ``todo`` in ``workers`` spawned processes, filling ``statuses`` as each ends.
+
+    On Ctrl-C the workers are stopped (each keeps its last checkpoint) and the
+    ``KeyboardInterrupt`` goes on to the caller.
+    """
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    )
+    try:
+        futures = {
+            pool.submit(_run_in_worker, d, str(out / run.run_id), threads): run.run_id
+            for run, d in zip(todo, configs, strict=True)
+        }
+        for fut in cf.as_completed(futures):
+            run_id = futures[fut]
+            try:
+                statuses[run_id] = fut.result()
+            except Exception as err:  # the worker process itself died
+                statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
+                atomic_write_json(out / run_id / "error.json", statuses[run_id])
+            report(run_id)
+    except KeyboardInterrupt:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_sweep(
+    cfg: ExperimentConfig, out: Path, runs: list[SweepRun], workers: int, progress: bool
+) -> dict[str, dict[str, Any]]:
+    statuses, todo = _finished_and_todo(out, runs)
     if progress:
         print(
             f"sweep {cfg.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run"
@@ -301,30 +350,10 @@ def _run_sweep(
         except KeyboardInterrupt:
             raise stopped() from None
     else:
-        pool = cf.ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(os.getpid(),),
-        )
         try:
-            futures = {
-                pool.submit(_run_in_worker, d, str(out / run.run_id), threads): run.run_id
-                for run, d in zip(todo, quiet, strict=True)
-            }
-            for fut in cf.as_completed(futures):
-                run_id = futures[fut]
-                try:
-                    statuses[run_id] = fut.result()
-                except Exception as err:  # the worker process itself died
-                    statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
-                    atomic_write_json(out / run_id / "error.json", statuses[run_id])
-                report(run_id)
+            _run_in_pool(out, todo, quiet, workers, threads, statuses, report)
         except KeyboardInterrupt:
-            _stop_workers(pool)
             raise stopped() from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
     ordered = _write_status(out, cfg.name, runs, statuses, "failed")
     failed = [k for k, v in ordered.items() if v["status"] != "done"]
     if progress and failed:
