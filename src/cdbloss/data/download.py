@@ -26,7 +26,7 @@ stopped; a try that made progress resets the count. Any other HTTP error
 Example:
     >>> net = NetSettings(offline=True)
     >>> try:
-    ...     download_file("https://example.org/x.bin", "/tmp/x.bin", net=net)
+    ...     download_file("https://example.org/x.bin", "x.bin", net=net)  # offline: writes nothing
     ... except DownloadError as err:
     ...     print(err.unreachable)
     True
@@ -162,31 +162,24 @@ class _ConnectFailed(OSError):
 
 
 class _HTTPConnection(http.client.HTTPConnection):
+    """A connection whose ``connect`` failure is :class:`_ConnectFailed` and whose socket,
+    once connected, reads with ``read_timeout`` instead of the connect timeout."""
+
     def __init__(self, *args: Any, read_timeout: float = 60.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_timeout = read_timeout
 
     def connect(self) -> None:
         try:
-            super().connect()
+            super().connect()  # TCP (and, for HTTPS, the proxy tunnel and TLS handshake)
         except OSError as err:
             raise _ConnectFailed(_describe(err)) from err
         if self.sock is not None:
             self.sock.settimeout(self._read_timeout)
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, read_timeout: float = 60.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._read_timeout = read_timeout
-
-    def connect(self) -> None:
-        try:
-            super().connect()  # TCP, proxy tunnel and TLS handshake
-        except OSError as err:
-            raise _ConnectFailed(_describe(err)) from err
-        if self.sock is not None:
-            self.sock.settimeout(self._read_timeout)
+class _HTTPSConnection(_HTTPConnection, http.client.HTTPSConnection):
+    """:class:`_HTTPConnection`'s timeouts over TLS (``connect`` reaches the TLS one by MRO)."""
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
