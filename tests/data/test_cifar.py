@@ -286,7 +286,9 @@ def test_archive_member_escaping_its_folder(
         cf.read_cifar_python(tmp_path / "e.tar")
 
 
-def test_cifar100_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def cifar100_members() -> tuple[dict[str, bytes], list[int]]:
+    """The members of a small archive in the official CIFAR-100 python format (200
+    training images, 2 per class; 100 test images), and its training fine labels."""
     rng = np.random.default_rng(1)
     fine = rng.permutation(np.repeat(np.arange(100), 2)).tolist()
     data = rng.integers(0, 256, (200, 3072), dtype=np.uint8)
@@ -299,6 +301,11 @@ def test_cifar100_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
             {"fine_label_names": list(cf.CIFAR100_CLASSES), "coarse_label_names": ["x"] * 20}
         ),
     }
+    return m, fine
+
+
+def test_cifar100_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m, fine = cifar100_members()
     patch_md5(monkeypatch, "cifar100", m)
     arch = write_tar(tmp_path / "cifar-100-python.tar.gz", "cifar-100-python", m)
     a = cf.read_cifar_python(arch, "cifar100")

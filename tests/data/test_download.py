@@ -16,7 +16,6 @@ import hashlib
 import http.server
 import re
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -37,8 +36,8 @@ from cdbloss.data.download import (
     first_source,
 )
 from cdbloss.data.idx import write_idx
-from tests.data.conftest import closed_port_url
-from tests.data.test_cifar import patch_md5, py2_dumps, write_tar
+from tests.data.conftest import closed_port_url, no_subprocess
+from tests.data.test_cifar import cifar100_members, patch_md5, write_tar
 
 FAST = NetSettings(connect_timeout=1.0, read_timeout=0.3, retries=2, backoff=0.01)
 
@@ -354,18 +353,6 @@ def _patch_idx(
     monkeypatch.setattr(mn, "_SHAPES", shapes)
 
 
-def _no_subprocess(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """pip, dpkg and apt-get, faked: recorded, and they find nothing."""
-    calls: list[list[str]] = []
-
-    def run(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 1, "", "E: no network")
-
-    monkeypatch.setattr(mn.subprocess, "run", run)
-    return calls
-
-
 def test_mnist_from_the_second_mirror_after_a_404_and_a_cut(
     server: Loopback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -377,7 +364,7 @@ def test_mnist_from_the_second_mirror_after_a_404_and_a_cut(
     _patch_idx(
         monkeypatch, "mnist", tmp_path / "src", gz, server.url("/gone/"), server.url("/good/")
     )
-    calls = _no_subprocess(monkeypatch)
+    calls = no_subprocess(monkeypatch)
     got = mn.fetch_idx("mnist", tmp_path / "cache", net=FAST)
     assert got.origin == server.url("/good/") and calls == []  # PyPI never asked
     assert got.path == tmp_path / "cache" / "mnist"
@@ -406,7 +393,7 @@ def test_fashion_mnist_wrong_file_is_refused_then_next_mirror(
         server.url("/bad/"),
         server.url("/good/"),
     )
-    calls = _no_subprocess(monkeypatch)
+    calls = no_subprocess(monkeypatch)
     cache = tmp_path / "cache"
     got = mn.fetch_idx("fashion-mnist", cache, net=FAST)
     assert got.origin == server.url("/good/")
@@ -424,7 +411,7 @@ def test_wrong_checksum_everywhere_caches_nothing_and_says_what_was_tried(
     gz = _idx_gz(tmp_path / "src")
     _patch_idx(monkeypatch, "mnist", tmp_path / "src", gz, server.url("/bad/"))
     server.routes["/bad/train-images-idx3-ubyte.gz"] = Route(b"not the file")
-    _no_subprocess(monkeypatch)
+    no_subprocess(monkeypatch)
     with pytest.raises(FetchError) as e:
         mn.fetch_idx("mnist", tmp_path / "cache", net=FAST)
     msg = str(e.value)
@@ -436,18 +423,7 @@ def test_wrong_checksum_everywhere_caches_nothing_and_says_what_was_tried(
 
 
 def _cifar100_tarball(path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
-    rng = np.random.default_rng(1)
-    fine = rng.permutation(np.repeat(np.arange(100), 2)).tolist()
-    data = rng.integers(0, 256, (200, 3072), dtype=np.uint8)
-    m = {
-        "train": py2_dumps({"fine_labels": fine, "coarse_labels": [0] * 200, "data": data}),
-        "test": py2_dumps(
-            {"fine_labels": list(range(100)), "coarse_labels": [0] * 100, "data": data[:100]}
-        ),
-        "meta": py2_dumps(
-            {"fine_label_names": list(cf.CIFAR100_CLASSES), "coarse_label_names": ["x"] * 20}
-        ),
-    }
+    m, _ = cifar100_members()
     body = write_tar(path, "cifar-100-python", m).read_bytes()
     patch_md5(monkeypatch, "cifar100", m)
     return body

