@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install -q $(TORCH)
 
 $(VENV)/.demo-installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[experiments]"
+	$(PY) -m pip install -q -e ".[lab]"
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(PY)

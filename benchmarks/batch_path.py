@@ -20,7 +20,7 @@ import time
 import torch
 from torch import Tensor
 
-from cdbloss.data.tensor_dataset import RandomCropFlip, ScaleNormalize
+from cdbloss.lab.data.tensor_dataset import RandomCropFlip, ScaleNormalize
 
 N_IMAGES, BATCH, SIZE, PAD = 12_280, 128, 32, 4
 

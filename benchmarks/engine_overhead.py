@@ -23,11 +23,11 @@ import time
 import torch
 
 from cdbloss import CDBLoss
-from cdbloss.data.base import DataSplits
-from cdbloss.data.tensor_dataset import TensorImageDataset
-from cdbloss.engine.config import config_from_dict
-from cdbloss.engine.trainer import Trainer
-from cdbloss.models import build_model
+from cdbloss.lab.data.base import DataSplits
+from cdbloss.lab.data.tensor_dataset import TensorImageDataset
+from cdbloss.lab.engine.config import config_from_dict
+from cdbloss.lab.engine.trainer import Trainer
+from cdbloss.lab.models import build_model
 
 N_TRAIN, N_VAL, BATCH = 5000, 1000, 100
 

@@ -37,8 +37,8 @@ def _worker(
     barrier: Any,
     out: Any,
 ) -> None:
-    from cdbloss.data.tensor_dataset import RandomCropFlip, ScaleNormalize, TensorImageDataset
-    from cdbloss.models import build_model
+    from cdbloss.lab.data.tensor_dataset import RandomCropFlip, ScaleNormalize, TensorImageDataset
+    from cdbloss.lab.models import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(rank)

@@ -28,8 +28,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cdbloss.data.cifar import cifar_lt
-from cdbloss.models import build_model
+from cdbloss.lab.data.cifar import cifar_lt
+from cdbloss.lab.models import build_model
 
 
 def main() -> None:

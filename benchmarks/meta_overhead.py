@@ -10,8 +10,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cdbloss.engine.meta import L2RWStep, MetaWeightNetStep
-from cdbloss.models import build_model
+from cdbloss.lab.engine.meta import L2RWStep, MetaWeightNetStep
+from cdbloss.lab.models import build_model
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
 torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cdbloss.models import build_model
+from cdbloss.lab.models import build_model
 
 SHAPES = {"lenet5": (1, 28, 28)}  # the rest are CIFAR-sized
 

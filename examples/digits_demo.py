@@ -20,7 +20,7 @@ from torch import nn
 
 from cdbloss import CDBLoss, ClassDifficulty, CrossEntropyLoss
 from cdbloss.cdb import PAPER_RULE
-from cdbloss.data.longtail import long_tail_counts, sample_per_class, stratified_holdout
+from cdbloss.lab.data.longtail import long_tail_counts, sample_per_class, stratified_holdout
 
 
 def load_splits(imbalance: float, seed: int):  # type: ignore[no-untyped-def]

@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="config overrides, key=value")
     args = parser.parse_args(argv)
 
-    from cdbloss.data.cli import fetch_source
-    from cdbloss.engine.config import load_config
-    from cdbloss.experiments.report import write_report
-    from cdbloss.experiments.sweep import expand_grid, run_sweep
+    from cdbloss.lab.data.cli import fetch_source
+    from cdbloss.lab.engine.config import load_config
+    from cdbloss.lab.experiments.report import write_report
+    from cdbloss.lab.experiments.sweep import expand_grid, run_sweep
 
     cfg = load_config(CONFIG, args.overrides)  # bad overrides fail here, before any work
     print("1/3 fetching MNIST (once; cached afterwards)", flush=True)

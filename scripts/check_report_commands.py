@@ -70,8 +70,8 @@ def _comparable(text: str) -> list[str]:
 
 def rerun(command: ReportCommand, root: Path, scratch: Path) -> tuple[Path, list[str], list[str]]:
     """Run ``command`` into ``scratch``; return the committed report's path and both line lists."""
-    from cdbloss.cli import build_parser
-    from cdbloss.experiments.report import write_report
+    from cdbloss.lab.cli import build_parser
+    from cdbloss.lab.experiments.report import write_report
 
     args = build_parser().parse_args(list(command.argv))
     dirs = [str(root / d) for d in args.dir]

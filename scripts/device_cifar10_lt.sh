@@ -49,7 +49,7 @@
 # 'sweep.data.options.imbalance_factor=[10]' and call again at once on the warm machine, as a
 # second call above (whether the stopped runs' checkpoints survive there is the untested part).
 # COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run, if the
-# CUDA-graph check of tests/engine/test_trainer.py passes there first (gpu_compile_check.log).
+# CUDA-graph check of tests/lab/engine/test_trainer.py passes there first (gpu_compile_check.log).
 # Compiled runs leave the GPU far less idle: on an H200 (2026-11-28) two of them slowed each
 # other by 1.67 (0.75 s an epoch alone, 1.26 shared; scripts/pack_pace.py), so with COMPILE the
 # default JOIN_SLOWDOWN is 1.67, then the full-GPU 1.5, 1.33...; the call's budget then fits
@@ -57,7 +57,7 @@
 # Next calls: COMPILE=reduce-overhead bash scripts/device_cifar10_lt.sh
 # COMPILE=auto times it first (benchmarks/gpu_epoch_profile.py --compile reduce-overhead, its log
 # back as gpu_epoch_profile.log, which also fills the compiler's cache for the runs) and runs the
-# CUDA-graph check of tests/engine/test_trainer.py (gpu_compile_check.log); the runs compile
+# CUDA-graph check of tests/lab/engine/test_trainer.py (gpu_compile_check.log); the runs compile
 # only if both pass and a compiled epoch takes under 0.8 of a plain one.
 # Try it on a CPU first with a tiny grid (RESULTS keeps it out of results/cifar10_lt):
 #   OUT=runs/device-try RESULTS=runs/device-try/runs BUDGET=150 \
@@ -82,7 +82,7 @@ PY
 # its checks passed on an H200, 2026-11-28): check it here first (seconds), and run without it
 # if the check fails (its log comes back as gpu_checks.log)
 extra=()
-if ! timeout 180 python -m pytest -q -p no:cacheprovider tests/engine/test_trainer.py \
+if ! timeout 180 python -m pytest -q -p no:cacheprovider tests/lab/engine/test_trainer.py \
   -k "gpu and not compiled" > "$OUT/gpu_checks.log" 2>&1; then
   echo "the GPU checks failed (gpu_checks.log): these runs use train.transform_on_device=false"
   extra+=(train.transform_on_device=false)
@@ -108,7 +108,7 @@ PY
   fi
 fi
 if [ -n "${COMPILE:-}" ]; then
-  if ! timeout 240 python -m pytest -q -p no:cacheprovider tests/engine/test_trainer.py \
+  if ! timeout 240 python -m pytest -q -p no:cacheprovider tests/lab/engine/test_trainer.py \
     -k "gpu and compiled" > "$OUT/gpu_compile_check.log" 2>&1; then
     echo "the CUDA-graph check failed (gpu_compile_check.log): these runs are not compiled"
     COMPILE=

@@ -32,8 +32,8 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
-from cdbloss.engine.checkpoint import atomic_write_text
-from cdbloss.experiments.report import method_label, sign_test
+from cdbloss.lab.engine.checkpoint import atomic_write_text
+from cdbloss.lab.experiments.report import method_label, sign_test
 
 DATASETS = {
     "MNIST-LT": ["mnist_lt", "mnist_lt_extra_seeds", "longtail_study/mnist_lt"],

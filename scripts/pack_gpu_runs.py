@@ -172,7 +172,7 @@ class _Active:
 
 def _steps_per_run(cfg: Any, cache: dict[str, int]) -> int:
     """Optimiser steps of a run: ``ceil(train size / batch) * epochs`` (data loaded once per split)."""
-    from cdbloss.engine.trainer import Trainer, _size
+    from cdbloss.lab.engine.trainer import Trainer, _size
 
     key = json.dumps([cfg.data.protocol, cfg.data.options, cfg.seed], sort_keys=True, default=str)
     if key not in cache:
@@ -198,8 +198,8 @@ def pack(
     call resumes them from their checkpoints): ``max_active`` runs are kept
     going, and the deadline stops whatever is still running.
     """
-    from cdbloss.engine.config import config_to_dict, load_config
-    from cdbloss.experiments.sweep import _run_one, expand_grid, run_status
+    from cdbloss.lab.engine.config import config_to_dict, load_config
+    from cdbloss.lab.experiments.sweep import _run_one, expand_grid, run_status
 
     start = time.monotonic()
     deadline = start + budget_s

@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdbloss.engine.checkpoint import atomic_write_text
+from cdbloss.lab.engine.checkpoint import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"^<!-- table: (?P<path>\S+) #(?P<index>\d+)(?: rows: (?P<rows>.+?))? -->$")

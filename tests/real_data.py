@@ -14,8 +14,8 @@ from typing import NoReturn
 
 import pytest
 
-from cdbloss.data.cache import cache_root, find_shared, shared_data_dirs
-from cdbloss.data.mnist import MnistArrays, load_idx_dataset
+from cdbloss.lab.data.cache import cache_root, find_shared, shared_data_dirs
+from cdbloss.lab.data.mnist import MnistArrays, load_idx_dataset
 
 
 def in_ci() -> bool:

@@ -18,13 +18,13 @@ import pytest
 import torch
 import yaml
 
-from cdbloss.data.base import DataSplits, check_protocol_options
-from cdbloss.data.tensor_dataset import TensorImageDataset
-from cdbloss.engine.checkpoint import load_checkpoint
-from cdbloss.engine.config import apply_overrides, config_from_dict, config_to_dict, load_config
-from cdbloss.engine.trainer import Trainer, seed_everything
-from cdbloss.experiments.sweep import SweepRun, expand_grid
-from cdbloss.models import build_model
+from cdbloss.lab.data.base import DataSplits, check_protocol_options
+from cdbloss.lab.data.tensor_dataset import TensorImageDataset
+from cdbloss.lab.engine.checkpoint import load_checkpoint
+from cdbloss.lab.engine.config import apply_overrides, config_from_dict, config_to_dict, load_config
+from cdbloss.lab.engine.trainer import Trainer, seed_everything
+from cdbloss.lab.experiments.sweep import SweepRun, expand_grid
+from cdbloss.lab.models import build_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

@@ -3,7 +3,7 @@
 import sys
 
 try:
-    from cdbloss.cli import main
+    from cdbloss.lab.cli import main
 except KeyboardInterrupt:  # Ctrl-C while torch is still being imported
     print("cdbloss: interrupted", file=sys.stderr)
     sys.exit(130)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cdbloss.data.idx import write_idx
+from cdbloss.lab.data.idx import write_idx
 
 
 def _synthetic_mnist(folder: Path) -> None:
@@ -25,10 +25,10 @@ def test_the_demo_trains_both_losses_prints_the_comparison_and_reports(
 ) -> None:
     from examples.mnist_demo import main
 
-    import cdbloss.data.cli
+    import cdbloss.lab.data.cli
 
     fetched: list[str] = []
-    monkeypatch.setattr(cdbloss.data.cli, "fetch_source", lambda name: fetched.append(name))
+    monkeypatch.setattr(cdbloss.lab.data.cli, "fetch_source", lambda name: fetched.append(name))
     data = tmp_path / "mnist"
     data.mkdir()
     _synthetic_mnist(data)
@@ -66,9 +66,9 @@ def test_a_bad_override_stops_the_demo_before_any_work(
 ) -> None:
     from examples.mnist_demo import main
 
-    import cdbloss.data.cli
+    import cdbloss.lab.data.cli
 
-    monkeypatch.setattr(cdbloss.data.cli, "fetch_source", lambda name: pytest.fail("fetched"))
+    monkeypatch.setattr(cdbloss.lab.data.cli, "fetch_source", lambda name: pytest.fail("fetched"))
     with pytest.raises(ValueError, match="epochs"):
         main(["--out", str(tmp_path / "demo"), "train.epochs=0"])
     assert not (tmp_path / "demo").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from scripts.check_report_commands import ROOT, check, main, report_commands
 
-from cdbloss.experiments.report import write_report
+from cdbloss.lab.experiments.report import write_report
 
 TABLE1 = ROOT / "results" / "mnist_4v9_table1"
 

@@ -1,0 +1,117 @@
+"""The CIFAR-LT split procedure on label vectors, shared by cifar-lt, mnist-lt and fashion-mnist-lt.
+
+Order of operations (paper, section 4.2; Cui et al. 2019):
+
+1. hold out ``val_per_class`` images of every class from the official
+   training set at random (the validation set, balanced);
+2. ``n_max`` = the smallest remaining class size (5,000 - 50 = 4,950 for
+   CIFAR-10, 450 for CIFAR-100);
+3. class ``c`` keeps ``long_tail_counts(n_max, C, factor, profile)[c]`` of its
+   remaining images, chosen at random.
+
+Validation and training draws use two seeds derived from the one ``seed``
+(:func:`derive_seed`), so changing the validation size does not silently reuse
+the same random stream for the tail.
+
+Example:
+    >>> import numpy as np
+    >>> labels = np.repeat(np.arange(3), 100)
+    >>> s = long_tail_split(labels, 3, imbalance_factor=10, val_per_class=10, seed=0)
+    >>> s.counts, len(s.val), s.max_per_class
+    ([90, 28, 9], 30, 90)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from cdbloss.lab.data.longtail import long_tail_counts, sample_per_class, stratified_holdout
+
+__all__ = ["LongTailIndices", "derive_seed", "long_tail_split"]
+
+IntArray = npt.NDArray[np.int64]
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed derived from ``seed`` and ``keys`` (independent streams per purpose)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    return int(np.random.SeedSequence([int(seed), *keys]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class LongTailIndices:
+    """Indices into the official training set.
+
+    Attributes:
+        train: sorted indices of the long-tailed training images.
+        val: sorted indices of the balanced validation images (disjoint from ``train``).
+        counts: training images per class, length ``C``.
+        max_per_class: ``n_max`` used for the profile.
+    """
+
+    train: IntArray
+    val: IntArray
+    counts: list[int]
+    max_per_class: int
+
+
+def long_tail_split(
+    labels: Sequence[int] | npt.ArrayLike,
+    num_classes: int,
+    imbalance_factor: float,
+    val_per_class: int,
+    seed: int,
+    profile: Literal["exp", "step"] = "exp",
+    class_names: Sequence[str] | None = None,
+    source: str = "the training set",
+) -> LongTailIndices:
+    """Hold out a balanced validation set, then cut a long tail from the rest.
+
+    Args:
+        labels: ``(N,)`` labels of the official training set, in ``[0, C)``.
+        num_classes: ``C``.
+        imbalance_factor: largest / smallest class, ``>= 1``.
+        val_per_class: images per class held out for validation, ``>= 0``.
+        seed: one seed for the whole split.
+        profile: ``"exp"`` or ``"step"`` (see :func:`long_tail_counts`).
+        class_names: for error messages.
+        source: what ``labels`` belong to, for error messages.
+
+    Raises:
+        ValueError: a class too small for the validation size (names the
+            class and both numbers), labels outside ``[0, C)``, bad factor.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{source}: labels must be 1-D, got shape {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+        raise ValueError(
+            f"{source}: labels must lie in [0, {num_classes}), got range "
+            f"[{int(arr.min())}, {int(arr.max())}]"
+        )
+    if isinstance(val_per_class, bool) or not isinstance(val_per_class, (int, np.integer)):
+        raise ValueError(f"val_per_class must be an int >= 0, got {val_per_class!r}")
+    if val_per_class < 0:
+        raise ValueError(f"val_per_class must be >= 0, got {val_per_class}")
+    avail = np.bincount(arr.astype(np.int64), minlength=num_classes)
+    names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+    for c in range(num_classes):
+        if avail[c] <= val_per_class:
+            raise ValueError(
+                f"{source}: class {c} ({names[c]}) has {int(avail[c])} images; "
+                f"val_per_class={val_per_class} would leave {max(0, int(avail[c]) - val_per_class)} "
+                "for training (at least 1 is needed)"
+            )
+    val, rest = stratified_holdout(arr, int(val_per_class), derive_seed(seed, 0), num_classes)
+    remaining = avail - val_per_class
+    n_max = int(remaining.min())
+    counts = long_tail_counts(n_max, num_classes, imbalance_factor, profile)
+    picked = sample_per_class(arr[rest], counts, derive_seed(seed, 1))
+    train = np.sort(rest[picked])
+    return LongTailIndices(train=train, val=val, counts=counts, max_per_class=n_max)

@@ -1,0 +1,410 @@
+"""Sweeps: the grid a config declares, run in parallel worker processes, resumable.
+
+``sweep: {loss.name: [ce, cdb-ce], data.options.ratio: [0.9, 0.995], seed: [0, 1]}``
+expands to the cross product (here 8 runs). The special key ``variants`` takes
+a list of override mappings that belong together (a method = a loss plus a
+training step, say) and crosses them with the other keys. Each run gets its own folder under
+the sweep's output folder, named from its grid values. Re-running the sweep
+skips runs whose ``result.json`` says done, resumes interrupted ones from their
+checkpoints, and retries failed ones; a run that fails writes ``error.json``
+with its error and does not stop the others.
+
+The workers die with the sweep: each asks the kernel for a signal when its
+parent dies (Linux) and also checks every second that its parent is alive, so
+a sweep killed even with SIGKILL leaves no worker writing into its folders. A
+worker told to stop leaves its run's checkpoint and releases its folder's lock.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import ctypes
+import itertools
+import json
+import multiprocessing as mp
+import os
+import re
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from cdbloss.lab.engine.checkpoint import atomic_write_json, read_json
+from cdbloss.lab.engine.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+)
+from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
+from cdbloss.lab.engine.trainer import experiment_differences
+
+__all__ = ["VARIANTS", "SweepRun", "expand_grid", "pace_text", "run_sweep"]
+
+#: A sweep key whose values are mappings of overrides applied together, e.g.
+#: ``variants: [{loss.name: ce}, {loss.name: ce, train.method: l2rw}]``.
+VARIANTS = "variants"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One point of the grid: its folder name, overrides and validated config."""
+
+    run_id: str
+    overrides: tuple[tuple[str, Any], ...]
+    config: ExperimentConfig
+
+
+def _slug(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "x"
+
+
+def expand_grid(cfg: ExperimentConfig) -> list[SweepRun]:
+    """The runs of ``cfg.sweep`` (one run, the config itself, when there is no grid)."""
+    base = config_to_dict(cfg)
+    base.pop("sweep")
+    if not cfg.sweep:
+        return [SweepRun(cfg.name, (), config_from_dict(base))]
+    axes: list[list[tuple[tuple[str, Any], ...]]] = []
+    for key, values in cfg.sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"sweep key {key!r} must map to a non-empty list, got {values!r}")
+        if key == VARIANTS:
+            for v in values:
+                if not isinstance(v, dict) or not v:
+                    raise ValueError(
+                        f"each entry of sweep.{VARIANTS} must be a mapping of overrides, got {v!r}"
+                    )
+            axes.append([tuple(v.items()) for v in values])
+        else:
+            axes.append([((key, v),) for v in values])
+    runs = []
+    for combo in itertools.product(*axes):
+        overrides = tuple(pair for group in combo for pair in group)
+        run_id = "__".join(f"{k.split('.')[-1]}={_slug(v)}" for k, v in overrides)
+        raw = apply_overrides(base, list(overrides))
+        raw["name"] = f"{cfg.name}/{run_id}"
+        runs.append(SweepRun(run_id, overrides, config_from_dict(raw)))
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("sweep values give clashing run folder names; make the values distinct")
+    return runs
+
+
+def run_status(run_dir: Path) -> str:
+    """``done``, ``failed``, ``partial`` (a checkpoint, no result) or ``new``."""
+    result = run_dir / "result.json"
+    if result.exists():
+        try:
+            if read_json(result).get("status") == "done":
+                return "done"
+        except (ValueError, AttributeError):  # unreadable: the run itself says so when it runs
+            pass
+    if (run_dir / "error.json").exists():
+        return "failed"
+    if (run_dir / "checkpoint.pt").exists():
+        return "partial"
+    return "new"
+
+
+def _run_one(cfg_dict: dict[str, Any], out_dir: str, threads: int) -> dict[str, Any]:
+    """Worker body: train one run; record an error instead of raising."""
+    import torch
+
+    from cdbloss.lab.engine.trainer import Trainer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    run_dir = Path(out_dir)
+    start = time.time()
+    try:
+        cfg = config_from_dict(cfg_dict)
+        result = Trainer(cfg, run_dir).fit()
+        (run_dir / "error.json").unlink(missing_ok=True)
+        return {
+            "status": "done",
+            "seconds": time.time() - start,
+            "test": result["test"]["top1_accuracy"],
+        }
+    except Exception as err:  # a failed run must not stop the sweep
+        record = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+            "seconds": time.time() - start,
+        }
+        atomic_write_json(run_dir / "error.json", record)
+        return record
+
+
+#: Set in a worker while it trains a run: a stop request then unwinds the run (its
+#: checkpoint stays, its lock is released); between runs the worker just exits.
+_IN_RUN = False
+
+
+def _on_stop(signum: int, frame: FrameType | None) -> None:
+    if _IN_RUN:
+        raise KeyboardInterrupt("stopped by its sweep")
+    os._exit(128 + signum)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """First thing in each worker process: Ctrl-C is the parent's to handle (it stops the
+    workers); SIGTERM stops a worker cleanly; the worker stops when its parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_stop)
+    try:  # Linux: the kernel sends SIGTERM when the parent dies
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the watchdog below
+        pass
+
+    def watch() -> None:  # everywhere: an orphan is re-parented, so its parent pid changes
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60.0)  # the run did not unwind in a minute (stuck in native code)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cdbloss-parent-watch", daemon=True).start()
+
+
+def _run_in_worker(cfg_dict: dict[str, Any], out_dir: str, threads: int) -> dict[str, Any]:
+    """:func:`_run_one` in a pool worker: a stopped run ends the worker process."""
+    global _IN_RUN
+    _IN_RUN = True
+    try:
+        return _run_one(cfg_dict, out_dir, threads)
+    except KeyboardInterrupt:
+        os._exit(143)
+    finally:
+        _IN_RUN = False
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel the runs not started and stop the running ones (SIGTERM: they leave their
+    checkpoints and release their locks); wait for the workers to end."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=60)
+        if proc.is_alive():  # pragma: no cover - stuck in native code
+            proc.kill()
+            proc.join(timeout=10)
+
+
+def check_sweep_folder(out_dir: str | Path) -> None:
+    """Refuse, before any work, a sweep folder that is a file or that is one run's folder.
+
+    Raises:
+        ValueError: naming the folder and what it is.
+    """
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(
+                f"sweep folder {str(out)!r}: {str(p)!r} is a file; a sweep needs a folder (--out)"
+            )
+    if any((out / f).exists() for f in ("config.json", "result.json", LOCK_NAME)):
+        raise ValueError(
+            f"sweep folder {str(out)!r} is one run's folder (it holds config.json); "
+            "give the sweep a folder of its own"
+        )
+
+
+def run_sweep(
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Run every point of ``cfg``'s grid into ``out_dir/<run_id>``.
+
+    Args:
+        cfg: a config with a ``sweep`` grid.
+        out_dir: the sweep folder (holds ``sweep.json`` and one folder per run).
+        workers: parallel worker processes; each gets ``cores // workers`` torch threads.
+        progress: print a line per finished run.
+
+    Returns:
+        ``run_id -> status record``; also written to ``out_dir/sweep.json``.
+    """
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    out = Path(out_dir)
+    check_sweep_folder(out)
+    runs = expand_grid(cfg)
+    with folder_lock(out, SWEEP_LOCK_NAME, "sweep folder"):
+        return _run_sweep(cfg, out, runs, workers, progress)
+
+
+def _finished_and_todo(
+    out: Path, runs: list[SweepRun]
+) -> tuple[dict[str, dict[str, Any]], list[SweepRun]]:
+    """The statuses of the runs already done in ``out``, and the runs left to train."""
+    statuses: dict[str, dict[str, Any]] = {}
+    todo = []
+    for run in runs:
+        state = run_status(out / run.run_id)
+        # a finished run of another experiment (e.g. one from before a change of the
+        # library's defaults) is not skipped: its worker reports the difference
+        if state == "done" and not experiment_differences(out / run.run_id, run.config):
+            statuses[run.run_id] = {"status": "done", "skipped": True}
+        else:
+            todo.append(run)
+    return statuses, todo
+
+
+def _run_in_pool(
+    out: Path,
+    todo: list[SweepRun],
+    configs: list[dict[str, Any]],
+    workers: int,
+    threads: int,
+    statuses: dict[str, dict[str, Any]],
+    report: Callable[[str], None],
+) -> None:
+    """Train ``todo`` in ``workers`` spawned processes, filling ``statuses`` as each ends.
+
+    On Ctrl-C the workers are stopped (each keeps its last checkpoint) and the
+    ``KeyboardInterrupt`` goes on to the caller.
+    """
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    )
+    try:
+        futures = {
+            pool.submit(_run_in_worker, d, str(out / run.run_id), threads): run.run_id
+            for run, d in zip(todo, configs, strict=True)
+        }
+        for fut in cf.as_completed(futures):
+            run_id = futures[fut]
+            try:
+                statuses[run_id] = fut.result()
+            except Exception as err:  # the worker process itself died
+                statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
+                atomic_write_json(out / run_id / "error.json", statuses[run_id])
+            report(run_id)
+    except KeyboardInterrupt:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_sweep(
+    cfg: ExperimentConfig, out: Path, runs: list[SweepRun], workers: int, progress: bool
+) -> dict[str, dict[str, Any]]:
+    statuses, todo = _finished_and_todo(out, runs)
+    if progress:
+        print(
+            f"sweep {cfg.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run"
+        )
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    start = time.perf_counter()
+
+    first_with: dict[str, str] = {}  # error -> the first run that failed with it
+
+    def report(run_id: str) -> None:
+        finished = len(statuses) - (len(runs) - len(todo))  # by this call, not skipped
+        clock = pace_text(time.perf_counter() - start, finished, len(todo) - finished)
+        status = statuses[run_id]
+        if status["status"] != "done":  # one error, printed once however many runs it stops
+            error = str(status.get("error"))
+            if error in first_with:
+                status = {**status, "error": f"the same error as {first_with[error]}"}
+            else:
+                first_with[error] = run_id
+        _report(progress, run_id, status, len(statuses), len(runs), clock)
+
+    def stopped() -> KeyboardInterrupt:
+        _write_status(out, cfg.name, runs, statuses, "interrupted")
+        done = sum(1 for v in statuses.values() if v["status"] == "done")
+        return KeyboardInterrupt(
+            f"sweep {str(out)!r} stopped with {done} of {len(runs)} runs done; the same "
+            "command resumes the others, each from its last checkpoint"
+        )
+
+    quiet = []
+    for run in todo:
+        d = config_to_dict(run.config)
+        d["train"]["progress"] = False  # one console, many workers
+        quiet.append(d)
+    if workers == 1:
+        try:
+            for run, d in zip(todo, quiet, strict=True):
+                statuses[run.run_id] = _run_one(d, str(out / run.run_id), 0)
+                report(run.run_id)
+        except KeyboardInterrupt:
+            raise stopped() from None
+    else:
+        try:
+            _run_in_pool(out, todo, quiet, workers, threads, statuses, report)
+        except KeyboardInterrupt:
+            raise stopped() from None
+    ordered = _write_status(out, cfg.name, runs, statuses, "failed")
+    failed = [k for k, v in ordered.items() if v["status"] != "done"]
+    if progress and failed:
+        print(f"{len(failed)} run(s) failed: {failed} (see their error.json)")
+    return ordered
+
+
+def _write_status(
+    out: Path, name: str, runs: list[SweepRun], statuses: dict[str, dict[str, Any]], missing: str
+) -> dict[str, dict[str, Any]]:
+    """Write ``sweep.json`` (runs in grid order; a run without a status gets ``missing``)."""
+    ordered = {r.run_id: statuses.get(r.run_id, {"status": missing}) for r in runs}
+    atomic_write_json(out / "sweep.json", {"name": name, "runs": ordered})
+    return ordered
+
+
+def _clock(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def pace_text(elapsed_s: float, finished: int, remaining: int) -> str:
+    """The wall time a sweep has taken and, from its pace so far, what is left.
+
+    The projection is ``elapsed / finished * remaining``: the mean wall time per
+    finished run (all workers together) times the runs still to go, so a grid
+    whose slow runs come last (L2RW) is under-estimated until they start. Rounded
+    to the minute.
+
+    Example:
+        >>> pace_text(600, 2, 8)
+        'elapsed 10 min, about 40 min left'
+        >>> pace_text(5400, 35, 0)
+        'elapsed 1 h 30 min'
+    """
+    text = f"elapsed {_clock(elapsed_s)}"
+    if finished > 0 and remaining > 0:
+        text += f", about {_clock(elapsed_s / finished * remaining)} left"
+    return text
+
+
+def _report(
+    enabled: bool, run_id: str, status: dict[str, Any], done: int, total: int, clock: str
+) -> None:
+    if not enabled:
+        return
+    if status["status"] == "done":
+        acc = status.get("test")
+        tail = (
+            f"test top-1 {acc:.4f} in {status['seconds']:.0f} s" if acc is not None else "skipped"
+        )
+        print(f"[{done}/{total}] {run_id}: {tail} ({clock})", flush=True)
+    else:
+        print(f"[{done}/{total}] {run_id}: FAILED {status.get('error')} ({clock})", flush=True)
