@@ -71,6 +71,18 @@ def test_readme_links_are_rewritten_for_docs_and_code_blocks_are_left_alone() ->
     )
 
 
+def test_readme_is_a_short_front_page() -> None:
+    """At most 150 lines: what it is, install, quickstart, settings, the two commands, next."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    headings = [line for line in readme.splitlines() if line.startswith("## ")]
+    for section in ("## Quickstart", "## Which CDB settings to use", "## The two commands"):
+        assert any(h.startswith(section) for h in headings), (section, headings)
+    assert "## Documentation" in headings and "docs/api/index.md" in readme
+    for command in ("pip install", "make demo", "make test"):
+        assert command in readme, command
+
+
 BREAKAGES = {
     "docs/engine.md": "\n[a](nope.md) [b](losses.md#no-such-heading) [c](../configs/nope.yaml)\n",
     "docs/orphan.md": "# Not in the nav\n",
