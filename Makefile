@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,15 +24,20 @@ demo: $(VENV)/.demo-installed
 	$(PY) examples/mnist_demo.py --out runs/demo
 
 lint: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check src tests benchmarks examples scripts
-	$(VENV)/bin/ruff format --check src tests benchmarks examples scripts
+	$(VENV)/bin/ruff check src tests benchmarks examples scripts docs/*.py
+	$(VENV)/bin/ruff format --check src tests benchmarks examples scripts docs/*.py
 	$(VENV)/bin/mypy
 
-test: lint
+# the docs site and its API reference; --strict: a broken link or anchor, a page
+# missing from the nav or a docstring that does not parse fails (mkdocs.yml)
+docs: $(VENV)/.dev-installed
+	$(VENV)/bin/mkdocs build --strict
+
+test: lint docs
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/loss_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .site

@@ -80,8 +80,9 @@ class CDBSampler(Sampler[int]):
             weights; default ``CDBWeighting(C, **weighting_options)``.
         num_samples: draws per epoch over all ranks (default ``N``).
         seed: the plan of epoch ``e`` is drawn from a generator seeded ``seed + e``.
-        num_replicas, rank: the DDP world size and this rank (default: from
-            ``torch.distributed`` when it is initialised, else 1 and 0).
+        num_replicas: the DDP world size (default: from ``torch.distributed``
+            when it is initialised, else 1).
+        rank: this process's rank (default: from ``torch.distributed``, else 0).
         **weighting_options: settings of the default weighting (``tau``, ``momentum``...).
 
     Example:

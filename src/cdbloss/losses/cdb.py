@@ -127,15 +127,13 @@ class CDBLoss(nn.Module):
     rescaled to sum to ``C`` when ``normalize``. The defaults are the recipe
     the long-tail study measured (sigmoid tau, ``eps=0.01``, ``momentum=0.9``,
     ``max_ratio=10``; docs/results.md, section 6); ``build_loss("cdb-ce-paper")``
-    is the paper's rule as written. Every option of the weights
-    (tau, eps, momentum, floor, solved threshold, cap, deferral, prior,
-    training-stream source) is documented at :class:`~cdbloss.CDBWeighting`.
+    is the paper's rule as written. Every option of the weights (``tau``,
+    ``eps``, ``normalize``, ``momentum``, ``min_difficulty``, ``solved_accuracy``,
+    ``max_ratio``, ``defer_until``, ``prior_strength``, ``source``,
+    ``swing_patience``) is passed on to and documented at :class:`~cdbloss.CDBWeighting`.
 
     Args:
         num_classes: ``C``.
-        tau, eps, normalize, momentum, min_difficulty, solved_accuracy,
-            max_ratio, defer_until, prior_strength, source, swing_patience:
-            the weighting's settings (:class:`~cdbloss.CDBWeighting`).
         base: the per-sample loss that is weighted: ``"ce"`` (CDB-CE),
             ``"focal"`` (CDB-focal, the weight as per-class alpha) or
             ``"balanced-softmax"`` (CE on :math:`z + \log n`; needs ``class_counts``).
