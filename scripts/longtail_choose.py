@@ -34,6 +34,7 @@ from statistics import mean
 
 from cdbloss.lab.engine.checkpoint import atomic_write_text
 from cdbloss.lab.experiments.report import method_label, sign_test
+from cdbloss.lab.experiments.store import result_sources
 
 DATASETS = {
     "MNIST-LT": ["mnist_lt", "mnist_lt_extra_seeds", "longtail_study/mnist_lt"],
@@ -73,11 +74,21 @@ Scores = dict[
 ]  # method -> factor -> seed -> (val, test)
 
 
+def _results(grid: Path) -> list[dict]:
+    """The results of the runs directly under ``grid``, from its run folders and its store."""
+    if not grid.exists():
+        return []
+    return [
+        json.loads(path.read_text()) if result is None else result
+        for path, result in result_sources(grid)
+        if path.parent.parent == grid
+    ]
+
+
 def load(root: Path, folders: list[str], seeds: set[int] | None) -> Scores:
     out: Scores = defaultdict(lambda: defaultdict(dict))
     for folder in folders:
-        for path in sorted((root / folder).glob("*/result.json")):
-            r = json.loads(path.read_text())
+        for r in _results(root / folder):
             cfg = r["config"]
             factor = int(cfg["data"]["options"]["imbalance_factor"])
             seed = int(cfg["seed"])
@@ -98,8 +109,7 @@ def load_four_nine(root: Path, seeds: set[int] | None) -> dict[str, dict[int, fl
     """method -> seed -> test error % on MNIST 4-vs-9 at ratio 0.995."""
     out: dict[str, dict[int, float]] = defaultdict(dict)
     for folder in FOUR_NINE:
-        for path in sorted((root / folder).glob("*/result.json")):
-            r = json.loads(path.read_text())
+        for r in _results(root / folder):
             cfg = r["config"]
             seed = int(cfg["seed"])
             if float(cfg["data"]["options"]["ratio"]) != FOUR_NINE_RATIO:

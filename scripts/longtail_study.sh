@@ -1,7 +1,8 @@
 #!/bin/bash
 # The long-tail study of CDB settings (docs/results.md, "Making CDB work on long tails").
-# Resumable: every run writes its result.json into results/longtail_study/<data set>/ and a
-# rerun skips finished runs. Usage:
+# Resumable: each data set's finished runs are kept in results/longtail_study/<data set>/runs.jsonl.gz.
+# Before a sweep the store is expanded into run folders there, so the sweep skips the finished runs;
+# after it every finished run folder is packed into the store (run folders stay git-ignored). Usage:
 #   bash scripts/longtail_study.sh stage1            # every candidate on MNIST-LT and Fashion-MNIST-LT
 #   bash scripts/longtail_study.sh stage1 fashion_mnist_lt 'V1, V2'   # one data set, chosen candidates
 #   bash scripts/longtail_study.sh stage2 'V1, V2'   # chosen candidates (on validation) on the CPU CIFAR-10-LT
@@ -31,41 +32,50 @@ candidates() {
 {loss.name: cdb-bs, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, defer_until: $D}}
 LIST
 }
+# study_sweep OUT_FOLDER ARGS...: expand OUT_FOLDER's store, run the sweep, pack the finished runs back
+study_sweep() {
+  local out=$1 status=0
+  shift
+  if [ -f "$out/runs.jsonl.gz" ]; then $CLI results expand "$out/runs.jsonl.gz"; fi
+  $CLI sweep "$@" --workers 2 --out "$out" || status=$?
+  if compgen -G "$out/*/result.json" >/dev/null; then $CLI results pack "$out"; fi
+  return $status
+}
 variants() { echo "sweep.variants=[$(tr -d '\n' <<<"$1")]"; }
 
 case "${1:-}" in
   stage1)
     V=$(variants "${3:-$(candidates 24)}")
     for d in ${2:-mnist_lt fashion_mnist_lt}; do
-      $CLI sweep configs/$d.yaml "$SEEDS" "$V" "$FACTORS" --workers 2 --out "$OUT/$d"
+      study_sweep "$OUT/$d" configs/$d.yaml "$SEEDS" "$V" "$FACTORS"
     done
     ;;
   stage2)
     V=$(variants "${2:?give the chosen variants, as in candidates(), with D=13}")
-    $CLI sweep configs/cifar10_lt_cpu.yaml "$SEEDS" "$V" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu"
+    study_sweep "$OUT/cifar10_lt_cpu" configs/cifar10_lt_cpu.yaml "$SEEDS" "$V" "$FACTORS"
     ;;
   baselines)
     LD24='{loss.name: ldam-drw, loss.options: {drw_epoch: 24}, model.options: {normed_linear: true}}'
     LD13='{loss.name: ldam-drw, loss.options: {drw_epoch: 13}, model.options: {normed_linear: true}}'
     for d in mnist_lt fashion_mnist_lt; do
-      $CLI sweep configs/$d.yaml 'sweep.seed=[1,2]' "sweep.variants=[$LD24]" "$FACTORS" --workers 2 --out "$OUT/$d"
+      study_sweep "$OUT/$d" configs/$d.yaml 'sweep.seed=[1,2]' "sweep.variants=[$LD24]" "$FACTORS"
     done
-    $CLI sweep configs/cifar10_lt_cpu.yaml 'sweep.seed=[2]' 'sweep.variants=[{loss.name: ce}, {loss.name: balanced-softmax}]' "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu"
-    $CLI sweep configs/cifar10_lt_cpu.yaml 'sweep.seed=[1,2]' "sweep.variants=[$LD13]" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu"
+    study_sweep "$OUT/cifar10_lt_cpu" configs/cifar10_lt_cpu.yaml 'sweep.seed=[2]' 'sweep.variants=[{loss.name: ce}, {loss.name: balanced-softmax}]' "$FACTORS"
+    study_sweep "$OUT/cifar10_lt_cpu" configs/cifar10_lt_cpu.yaml 'sweep.seed=[1,2]' "sweep.variants=[$LD13]" "$FACTORS"
     ;;
   recipe)
     R='{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10}}'
     RD='{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, defer_until: 13}}'
-    $CLI sweep configs/cifar10_lt_cpu.yaml "$SEEDS" "sweep.variants=[$R]" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu_default"
-    $CLI sweep configs/cifar10_lt_cpu.yaml "$SEEDS" "sweep.variants=[$RD]" "$FACTORS" --workers 2 --out "$OUT/cifar10_lt_cpu_default"
+    study_sweep "$OUT/cifar10_lt_cpu_default" configs/cifar10_lt_cpu.yaml "$SEEDS" "sweep.variants=[$R]" "$FACTORS"
+    study_sweep "$OUT/cifar10_lt_cpu_default" configs/cifar10_lt_cpu.yaml "$SEEDS" "sweep.variants=[$RD]" "$FACTORS"
     ;;
   four-nine)
     R='{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10}}'
     B='{loss.name: cdb-bs, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10}}'
     RD='{loss.name: cdb-ce, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, defer_until: 240}}'
     RATIO='sweep.data.options.ratio=[0.995]'
-    $CLI sweep configs/mnist_4v9_table1.yaml "$SEEDS" "sweep.variants=[$R]" "$RATIO" --workers 2 --out "$OUT/mnist_4v9"
-    $CLI sweep configs/mnist_4v9_table1.yaml "$SEEDS" "sweep.variants=[$B, $RD]" "$RATIO" --workers 2 --out "$OUT/mnist_4v9"
+    study_sweep "$OUT/mnist_4v9" configs/mnist_4v9_table1.yaml "$SEEDS" "sweep.variants=[$R]" "$RATIO"
+    study_sweep "$OUT/mnist_4v9" configs/mnist_4v9_table1.yaml "$SEEDS" "sweep.variants=[$B, $RD]" "$RATIO"
     ;;
   *) echo "usage: $0 stage1 | stage2 'VARIANTS' | baselines | recipe | four-nine" >&2; exit 2 ;;
 esac

@@ -1,20 +1,20 @@
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from scripts.check_report_commands import ROOT, check, main, report_commands
 
 from cdbloss.lab.experiments.report import write_report
+from cdbloss.lab.experiments.store import read_run_file
 
 TABLE1 = ROOT / "results" / "mnist_4v9_table1"
 
 
 def _copy_run(name: str, dest: Path) -> None:
-    """A committed Table 1 run's result file, copied under ``dest``."""
+    """A committed Table 1 run's result file (from the grid's store), copied under ``dest``."""
     (dest / name).mkdir(parents=True)
-    shutil.copy(TABLE1 / name / "result.json", dest / name / "result.json")
+    (dest / name / "result.json").write_text(read_run_file(TABLE1 / name, "result.json"))
 
 
 def test_commands_are_read_from_code_blocks_only(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from cdbloss.lab.engine.checkpoint import atomic_write_bytes, atomic_write_text, read_json
 from cdbloss.lab.engine.config import VOLATILE_KEYS, flatten_keys
 from cdbloss.lab.experiments.paper import paper_table_for
-from cdbloss.lab.experiments.store import stored_runs
+from cdbloss.lab.experiments.store import result_sources
 
 __all__ = [
     "BEST_TAU_ROW",
@@ -166,23 +166,6 @@ class Cell:
         return f"{self.mean:.{digits}f} +- {self.std:.{digits}f}"
 
 
-def _result_sources(root: Path) -> list[tuple[Path, Any]]:
-    """(``result.json`` path, its parsed content or None to read it) for every run under
-    ``root``: the run folders, then the runs of the stores (:mod:`.store`) that no folder
-    holds, sorted by path; ``root`` may be a store file."""
-    if not root.exists():
-        raise FileNotFoundError(f"run folder {str(root)!r} does not exist")
-    if not root.is_dir() and not root.name.endswith(".jsonl.gz"):
-        raise FileNotFoundError(f"run folder {str(root)!r} is not a folder (nor a run store)")
-    files = sorted(root.rglob("result.json")) if root.is_dir() else []
-    sources: list[tuple[Path, Any]] = [(path, None) for path in files]
-    on_disk = set(files)
-    for run_dir, run in stored_runs(root):
-        if run_dir / "result.json" not in on_disk:  # a folder expanded from the store wins
-            sources.append((run_dir / "result.json", run.result))
-    return sorted(sources, key=lambda source: source[0])
-
-
 def load_runs(folder: str | Path, skipped: list[str] | None = None) -> list[RunRecord]:
     """Every finished run (``result.json`` with status done) under ``folder``, sorted by path.
 
@@ -193,7 +176,7 @@ def load_runs(folder: str | Path, skipped: list[str] | None = None) -> list[RunR
     collects those warnings. An unreadable store is an error (:class:`.store.StoreError`).
     """
     runs = []
-    for path, stored in _result_sources(Path(folder)):
+    for path, stored in result_sources(folder):
         try:
             result = read_json(path, "result file") if stored is None else stored
             if not isinstance(result, dict):

@@ -45,6 +45,7 @@ __all__ = [
     "pack",
     "read_run_file",
     "read_store",
+    "result_sources",
     "store_bytes",
     "stored_runs",
     "write_store",
@@ -231,6 +232,33 @@ def stored_runs(folder: str | Path) -> Iterator[tuple[Path, StoredRun]]:
     for store in stores:
         for run in read_store(store):
             yield store.parent.joinpath(*run.run.split("/")), run
+
+
+def result_sources(folder: str | Path) -> list[tuple[Path, dict[str, Any] | None]]:
+    """Every run under ``folder`` as (its ``result.json`` path, the parsed result or None).
+
+    None stands for a run folder's own ``result.json``, for the caller to read
+    (and to judge if unreadable); a parsed result comes from a store at or below
+    ``folder``, for a run that no folder holds (a folder expanded from the store
+    wins). Sorted by path, so a packed grid lists its runs in the order its
+    folders had. ``folder`` may be a store file.
+
+    Raises:
+        FileNotFoundError: ``folder`` is neither a folder nor a store file.
+        StoreError: a store is unreadable.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise FileNotFoundError(f"run folder {str(root)!r} does not exist")
+    if not root.is_dir() and not root.name.endswith(".jsonl.gz"):
+        raise FileNotFoundError(f"run folder {str(root)!r} is not a folder (nor a run store)")
+    files = sorted(root.rglob("result.json")) if root.is_dir() else []
+    sources: list[tuple[Path, dict[str, Any] | None]] = [(path, None) for path in files]
+    on_disk = set(files)
+    for run_dir, run in stored_runs(root):
+        if run_dir / "result.json" not in on_disk:
+            sources.append((run_dir / "result.json", run.result))
+    return sorted(sources, key=lambda source: source[0])
 
 
 def _run_folders(folder: Path) -> list[Path]:
