@@ -40,6 +40,7 @@ __all__ = [
     "StoreError",
     "StoredRun",
     "expand",
+    "find_run_file",
     "find_stored_run",
     "json_text",
     "pack",
@@ -358,6 +359,14 @@ def find_stored_run(run_dir: str | Path) -> StoredRun | None:
             if found is not None:
                 return found
     return None
+
+
+def find_run_file(run_dir: str | Path, name: str) -> str | None:
+    """:func:`read_run_file`, or None where neither the folder nor a store has the file."""
+    try:
+        return read_run_file(run_dir, name)
+    except FileNotFoundError:
+        return None
 
 
 def read_run_file(run_dir: str | Path, name: str) -> str:

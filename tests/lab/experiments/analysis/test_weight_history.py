@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from scripts.weight_history import main, summarise
+
+from cdbloss.lab.experiments.analysis.weight_history import main, summarise
+from cdbloss.lab.experiments.store import pack
 
 
 def _result(weights: list[list[float]], taus: list[float]) -> dict[str, object]:
@@ -41,3 +44,16 @@ def test_command_prints_totals_and_skips_unfinished(
     assert out.splitlines()[-1] == "all 2 runs | 6 | 1.00-1.00 | 0/0 of 2 late | 6 | 3"
     assert "no result.json" in err
     assert main([str(tmp_path / "c")]) == 1
+
+
+def test_a_packed_run_is_read_from_its_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "result.json").write_text(json.dumps(_result([[0.0, 2.0]] * 3, [1.0] * 3)))
+    assert main([str(tmp_path / "a")]) == 0
+    folder = capsys.readouterr().out
+    pack(tmp_path)
+    shutil.rmtree(tmp_path / "a")
+    assert main([str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().out == folder

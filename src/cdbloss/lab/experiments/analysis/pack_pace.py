@@ -1,6 +1,6 @@
 """How much runs sharing a GPU slowed each other, read back from a packed call's own runs.
 
-``scripts/pack_gpu_runs.py`` logs when each run was launched, stopped or
+``tools/pack_gpu_runs.py`` logs when each run was launched, stopped or
 finished (``pack.json``), and every run logs each epoch's ``train_s`` in its
 ``metrics.jsonl``. This script puts the two together: it places each epoch
 in time by spreading the run's logged ``train_s + val_s`` over its span from
@@ -10,7 +10,7 @@ tenth) is shared out evenly, counts how many runs were active over the whole
 epoch, and prints, per run and per number of active runs, the median seconds
 of training per epoch::
 
-    python scripts/pack_pace.py results/cifar10_lt/packs/2026-11-28_h200_call1.json \\
+    python tools/pack_pace.py results/cifar10_lt/packs/2026-11-28_h200_call1.json \\
         --runs results/cifar10_lt
 
 Epochs within ``--margin`` seconds of a launch or an end (default 5) are left
@@ -30,6 +30,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from cdbloss.lab.experiments.store import find_run_file
 
 _ENDS = ("finished", "stop", "deadline", "ended")
 
@@ -60,10 +62,10 @@ def epoch_paces(
     for launch in (e for e in log if e["event"] == "launch"):
         run = launch["run"]
         end = next((e for e in log if e["run"] == run and e["event"] in _ENDS), None)
-        path = runs_dir / run / "metrics.jsonl"
-        if end is None or not path.is_file():
+        text = find_run_file(runs_dir / run, "metrics.jsonl")
+        if end is None or text is None:
             continue
-        epochs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        epochs = [json.loads(line) for line in text.splitlines() if line.strip()]
         # a run resumed in this call logged its earlier epochs in another: keep this call's
         steps_left = int(launch.get("steps") or 0)
         total = int(epochs[-1]["step"]) if epochs else 0
@@ -90,7 +92,7 @@ def epoch_paces(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("pack_log", help="a pack.json written by scripts/pack_gpu_runs.py")
+    p.add_argument("pack_log", help="a pack.json written by tools/pack_gpu_runs.py")
     p.add_argument("--runs", required=True, help="the sweep folder the runs wrote to")
     p.add_argument("--margin", type=float, default=5.0, help="seconds around events (5)")
     args = p.parse_args(argv)

@@ -9,7 +9,7 @@ often than plain CE. Reads each run's ``metrics.jsonl`` (every epoch; the
 period two) and prints one line per run: the steps, and the swings up to and
 after epoch ``--split`` (e.g. the first learning-rate decay):
 
-    python scripts/val_swings.py results/cifar10_lt/name=* --split 160
+    python tools/val_swings.py results/cifar10_lt/name=* --split 160
 
 The swing counts on docs/results.md (section 5) come from this script.
 """
@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from cdbloss.lab.experiments.store import find_run_file
 
 
 def count_swings(
@@ -51,7 +53,11 @@ def count_swings(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", help="run folders (result.json and metrics.jsonl)")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        help="run folders (result.json and metrics.jsonl; a packed run is read from its store)",
+    )
     parser.add_argument("--classes", type=int, default=4, help="most frequent classes watched (4)")
     parser.add_argument("--threshold", type=float, default=0.5, help="accuracy jump counted (0.5)")
     parser.add_argument("--split", type=int, default=None, help="epoch that ends 'before'")
@@ -65,13 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     shown = 0
     for run in args.runs:
         folder = Path(run)
-        result, metrics = folder / "result.json", folder / "metrics.jsonl"
-        if not (result.is_file() and metrics.is_file()):
+        result, metrics = (
+            find_run_file(folder, "result.json"),
+            find_run_file(folder, "metrics.jsonl"),
+        )
+        if result is None or metrics is None:
             print(f"{run}: needs result.json and metrics.jsonl, skipped", file=sys.stderr)
             continue
-        counts = json.loads(result.read_text())["class_counts"]
+        counts = json.loads(result)["class_counts"]
         watched = sorted(range(len(counts)), key=lambda c: -counts[c])[: args.classes]
-        epochs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        epochs = [json.loads(line) for line in metrics.splitlines() if line.strip()]
         steps, before, after = count_swings(epochs, watched, args.threshold, args.split)
         print(f"{folder.name} | {steps} | {before} | {after}")
         shown += 1

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
-from scripts.pack_gpu_runs import Pace, _Active, decide, main, read_epochs, step_seconds
+from tools.pack_gpu_runs import Pace, _Active, decide, main, read_epochs, step_seconds
 
 
 def _pace(run: str, launched: float, done: int, total: int, step_s: float | None) -> Pace:
@@ -144,7 +144,7 @@ def test_resumable_runs_are_packed_to_max_active_then_cut_at_the_deadline(tmp_pa
 
 
 def test_overrides_may_follow_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    import scripts.pack_gpu_runs as pack_module
+    import tools.pack_gpu_runs as pack_module
 
     seen: dict[str, object] = {}
 

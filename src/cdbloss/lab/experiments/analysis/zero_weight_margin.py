@@ -15,7 +15,7 @@ markdown tables:
   than half of their logged epochs ("mostly zero") and over the others.
 
     cdbloss report results/mnist_4v9_table1 --seeds 0-4
-    python scripts/zero_weight_margin.py results/mnist_4v9_table1/runs.csv --versus IFW CB
+    python tools/zero_weight_margin.py results/mnist_4v9_table1/runs.csv --versus IFW CB
 
 It only reads; a CDB run without a partner on its split is listed with "-".
 """
@@ -30,8 +30,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from weight_history import summarise  # this folder is not a package
+from cdbloss.lab.experiments.analysis.weight_history import summarise
+from cdbloss.lab.experiments.store import read_run_file
 
 
 def _fmt(x: float | None) -> str:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---" * (5 + len(args.versus)) + "|")
     groups: dict[str, dict[bool, list[float]]] = defaultdict(lambda: {True: [], False: []})
     for r in cdb:
-        result = json.loads((Path(r["run"]) / "result.json").read_text())
+        result = json.loads(read_run_file(r["run"], "result.json"))
         s = summarise(result)
         key = (r["value"], r["seed"])
         others = [error.get((m, *key)) for m in args.versus]

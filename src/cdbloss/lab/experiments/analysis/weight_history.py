@@ -10,7 +10,7 @@ and prints one line per run, then the totals:
 - ``inverted``: logged epochs where the rarest training class (by
   ``class_counts``) does not have the largest weight.
 
-    python scripts/weight_history.py results/mnist_4v9_table1/seed=*__name=cdb-ce__*
+    python tools/weight_history.py results/mnist_4v9_table1/seed=*__name=cdb-ce__*
 
 The numbers on docs/results.md about tau and the weights' swings come from
 this script; it only reads, and a run without logged weights is skipped
@@ -23,8 +23,9 @@ import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 from typing import Any
+
+from cdbloss.lab.experiments.store import find_run_file
 
 
 def summarise(result: dict[str, Any], after: int = 10, high: float = 1.5) -> dict[str, Any]:
@@ -46,7 +47,9 @@ def summarise(result: dict[str, Any], after: int = 10, high: float = 1.5) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", help="run folders (each with a result.json)")
+    parser.add_argument(
+        "runs", nargs="+", help="run folders (each with a result.json, or packed in a store above)"
+    )
     parser.add_argument("--after", type=int, default=10, help="epoch that ends 'early' (10)")
     parser.add_argument("--high", type=float, default=1.5, help="tau counted as high (1.5)")
     args = parser.parse_args(argv)
@@ -54,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     means = []
     print("run | logged | tau mean | tau>high early/late | zero-w | inverted")
     for run in args.runs:
-        path = Path(run) / "result.json"
-        if not path.is_file():
+        text = find_run_file(run, "result.json")
+        if text is None:
             print(f"{run}: no result.json (unfinished?), skipped", file=sys.stderr)
             continue
-        s = summarise(json.loads(path.read_text()), args.after, args.high)
+        s = summarise(json.loads(text), args.after, args.high)
         if not s["epochs"]:
             print(f"{run}: no logged weights (not a CDB run?), skipped", file=sys.stderr)
             continue

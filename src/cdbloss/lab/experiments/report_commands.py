@@ -1,6 +1,6 @@
-"""Rerun every `cdbloss report` command a results page gives and compare with the committed report.
+"""Rerun every `cdbloss report` command the results pages give and compare with the committed report.
 
-docs/results.md gives, for each table, the command that regenerates it. This
+docs/results.md and the pages under docs/results/ give, for each table, the command that regenerates it. This
 script reads those commands from the page's code blocks, runs each one again
 on the committed result files (into a temporary folder, without figures) and
 compares the ``report.md`` it writes with the one committed where the command
@@ -9,8 +9,8 @@ gives a different report, for instance because more runs were committed to a
 folder it reads and it lacks the ``--seeds`` that the committed report used,
 is listed::
 
-    python scripts/check_report_commands.py            # exit 1 and list the commands that drifted
-    python scripts/check_report_commands.py -v         # and show the first differing lines
+    python tools/check_report_commands.py            # exit 1 and list the commands that drifted
+    python tools/check_report_commands.py -v         # and show the first differing lines
 
 Figure links are left out of the comparison (the rerun draws none); every
 table, count and label is compared. The test suite runs the check, so a page
@@ -27,8 +27,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "cdbloss report "
+
+
+def results_pages(root: Path) -> list[Path]:
+    """The results pages of the repository at ``root``: ``docs/results.md`` and
+    ``docs/results/*.md`` (those that exist), in that order."""
+    main = root / "docs" / "results.md"
+    return ([main] if main.is_file() else []) + sorted((root / "docs" / "results").glob("*.md"))
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,10 @@ def rerun(command: ReportCommand, root: Path, scratch: Path) -> tuple[Path, list
     if args.out is not None:
         committed = root / args.out / "report.md"
     elif len(args.dir) == 1:
-        committed = root / args.dir[0] / "report.md"
+        only = root / args.dir[0]
+        committed = (
+            only if not only.is_file() else only.parent
+        ) / "report.md"  # a store: its folder
     else:
         raise ValueError(
             f"line {command.line}: `{command.text}` reads several folders but has no --out"
@@ -95,7 +104,7 @@ def rerun(command: ReportCommand, root: Path, scratch: Path) -> tuple[Path, list
     return committed, _comparable(committed.read_text()), _comparable(text)
 
 
-def check(page: Path, root: Path = ROOT, verbose: bool = False) -> list[str]:
+def check(page: Path, root: Path, verbose: bool = False) -> list[str]:
     """One message per command of ``page`` whose rerun differs from its committed report."""
     drifted = []
     commands = report_commands(page)
@@ -113,17 +122,27 @@ def check(page: Path, root: Path = ROOT, verbose: bool = False) -> list[str]:
     return drifted
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("page", nargs="?", default=str(ROOT / "docs" / "results.md"))
+def main(argv: list[str] | None = None, root: Path | None = None) -> int:
+    """Command line: check the pages given (default: every results page of ``root``, the
+    repository, default the working folder); 1 if a command drifted."""
+    base = Path.cwd() if root is None else root
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("pages", nargs="*", help="default: docs/results.md, docs/results/*.md")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the differing lines")
     args = parser.parse_args(argv)
-    drifted = check(Path(args.page), verbose=args.verbose)
+    pages = [Path(p) for p in args.pages] or results_pages(base)
+    if not pages:
+        parser.error(f"no results page under {base / 'docs'}")
+    drifted, checked = [], 0
+    for page in pages:
+        if args.pages or report_commands(page):  # a default page may quote no report
+            drifted += check(page, base, verbose=args.verbose)
+            checked += 1
     for message in drifted:
         print(message)
     if drifted:
         return 1
-    print(f"every `cdbloss report` command of {args.page} regenerates its committed report")
+    print(f"every `cdbloss report` command of {checked} results page(s) regenerates its report")
     return 0
 
 

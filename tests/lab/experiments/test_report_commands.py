@@ -3,11 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scripts.check_report_commands import ROOT, check, main, report_commands
 
 from cdbloss.lab.experiments.report import write_report
-from cdbloss.lab.experiments.store import read_run_file
+from cdbloss.lab.experiments.report_commands import check, main, report_commands
+from cdbloss.lab.experiments.store import pack, read_run_file
 
+ROOT = Path(__file__).resolve().parents[3]
 TABLE1 = ROOT / "results" / "mnist_4v9_table1"
 
 
@@ -85,4 +86,26 @@ def test_bad_pages_are_refused(tmp_path: Path, body: str, message: str) -> None:
 def test_every_report_command_of_the_results_page_regenerates_its_committed_report(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main([]) == 0, capsys.readouterr().out
+    assert main([], ROOT) == 0, capsys.readouterr().out
+
+
+def test_every_results_page_is_checked_and_a_store_names_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "results" / "grid"
+    _copy_run("seed=0__name=ce__ratio=0.9", runs)
+    write_report("results/grid", figures=False)
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results.md").write_text("No command on the summary page.\n")
+    (tmp_path / "docs" / "results" / "a.md").write_text("```\ncdbloss report results/grid\n```\n")
+    assert main([], tmp_path) == 0
+    assert "of 1 results page(s)" in capsys.readouterr().out
+    _copy_run("seed=1__name=ce__ratio=0.9", runs)  # the report is now stale ...
+    (tmp_path / "docs" / "results" / "b.md").write_text(
+        "```\ncdbloss report results/grid/runs.jsonl.gz\n```\n"  # ... as a store's report too
+    )
+    pack(runs)
+    assert main([], tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "a.md:2:" in out and "b.md:2:" in out and "gives results/grid/report.md" in out

@@ -4,7 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from scripts.val_swings import count_swings, main
+
+from cdbloss.lab.experiments.analysis.val_swings import count_swings, main
 
 
 def _epochs(accs: list[list[float]]) -> list[dict[str, object]]:

@@ -1,4 +1,4 @@
-"""Keep the tables that docs/results.md quotes from `cdbloss report` equal to the reports.
+"""Keep the tables that the results pages quote from `cdbloss report` equal to the reports.
 
 A quoted table is announced by a comment on the line before it (invisible once
 rendered)::
@@ -13,10 +13,10 @@ every prefix must match a row, so a renamed row is caught)::
 
     <!-- table: results/mnist_lt/report.md #1 rows: CE; Balanced Softmax; CDB-CE (dyn. tau -->
 
-    python scripts/sync_results_tables.py            # rewrite the quoted tables
-    python scripts/sync_results_tables.py --check    # exit 1 and list the stale ones
+    python tools/sync_results_tables.py            # rewrite the quoted tables
+    python tools/sync_results_tables.py --check    # exit 1 and list the stale ones
 
-Regenerate the reports first (the commands are in docs/results.md); this
+Regenerate the reports first (the commands are on the results pages); this
 script copies, it never computes. The test suite runs the check, so a results
 page that disagrees with a committed report fails CI.
 """
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdbloss.lab.engine.checkpoint import atomic_write_text
+from cdbloss.lab.experiments.report_commands import results_pages
 
-ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"^<!-- table: (?P<path>\S+) #(?P<index>\d+)(?: rows: (?P<rows>.+?))? -->$")
 
 
@@ -119,7 +119,7 @@ def expected_table(quote: Quote) -> list[str]:
     return table[:2] + [row for row in table[2:] if row.startswith(tuple(prefixes))]
 
 
-def sync(page: Path, root: Path = ROOT, check: bool = False) -> list[str]:
+def sync(page: Path, root: Path, check: bool = False) -> list[str]:
     """Bring every quoted table of ``page`` in line with its report.
 
     Returns a description of each table that was (or, with ``check``, would
@@ -140,12 +140,16 @@ def sync(page: Path, root: Path = ROOT, check: bool = False) -> list[str]:
     return stale[::-1]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("page", nargs="?", default=str(ROOT / "docs" / "results.md"))
+def main(argv: list[str] | None = None, root: Path | None = None) -> int:
+    """Command line: sync (or ``--check``) the pages given, default every results page of
+    ``root`` (the repository; default the working folder)."""
+    base = Path.cwd() if root is None else root
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("pages", nargs="*", help="default: docs/results.md, docs/results/*.md")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if stale")
     args = parser.parse_args(argv)
-    stale = sync(Path(args.page), check=args.check)
+    pages = [Path(p) for p in args.pages] or results_pages(base)
+    stale = [line for page in pages for line in sync(page, base, check=args.check)]
     for line in stale:
         print(line)
     if args.check:

@@ -1,18 +1,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "longtail_choose.py"
+import pytest
 
+from cdbloss.lab.experiments.longtail_tables import main, tables
+from cdbloss.lab.experiments.store import pack
 
-def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _result(
@@ -46,7 +42,7 @@ def test_paired_differences_and_the_targets_are_computed_from_the_runs(tmp_path:
     for seed, (ce, bs, cdb) in enumerate([(0.50, 0.60, 0.62), (0.40, 0.55, 0.54)]):
         for name, test in (("ce", ce), ("balanced-softmax", bs), ("cdb-bs", cdb)):
             _result(tmp_path, "mnist_lt", name, seed, 100, val=test, test=test)
-    out = _run("--results", str(tmp_path), "--seeds", "0", "1").stdout
+    out = tables(tmp_path, {0, 1})
     # CDB-BS against CE: +12 and +14 points -> +13.00 (2-0); against BS: +2, -1 -> +0.50 (1-1)
     assert "| CDB-BS (dyn. tau) | 2 | 58.00 | 58.00 | +13.00 (2-0) | +0.50 (1-1) | - |" in out
     assert "| CDB-BS (dyn. tau) | +13.00 (2-0-0, p=0.5) | +0.50 (1-1-0, p=1) | - |" in out
@@ -62,10 +58,18 @@ def test_the_targets_need_every_cell_on_three_seeds(tmp_path: Path) -> None:
             for seed in range(3):
                 for name, test in (("ce", 0.5), ("balanced-softmax", 0.6), ("cdb-bs", cdb)):
                     _result(tmp_path, folder, name, seed, factor, val=test, test=test)
-    out = _run("--results", str(tmp_path)).stdout
+    out = tables(tmp_path, {0, 1, 2})
+    pack(tmp_path / "mnist_lt")  # the same runs from a store give the same tables
+    for run in (tmp_path / "mnist_lt").glob("seed=*"):
+        (run / "result.json").unlink()
+    assert tables(tmp_path, {0, 1, 2}) == out
     assert _targets(out)[2:] == ["| CDB-BS (dyn. tau) | +9.00 | yes | 2 of 3 | yes | not run | - |"]
 
 
-def test_the_committed_tables_are_what_the_script_prints() -> None:
-    done = _run("--check", "results/longtail_study/tables.md")
-    assert done.returncode == 0, done.stderr
+def test_the_committed_tables_are_what_the_script_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--check", "results/longtail_study/tables.md"], ROOT) == 0, capsys.readouterr()
+    (tmp_path / "stale.md").write_text("old\n")
+    assert main(["--check", str(tmp_path / "stale.md")], ROOT) == 1
+    assert "stale.md is stale: rerun tools/longtail_choose.py" in capsys.readouterr().err

@@ -4,7 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from scripts.pack_pace import epoch_paces, main
+
+from cdbloss.lab.experiments.analysis.pack_pace import epoch_paces, main
 
 
 def _write_run(root: Path, name: str, train_s: list[float], steps_per_epoch: int = 10) -> None:

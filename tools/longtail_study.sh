@@ -3,13 +3,13 @@
 # Resumable: each data set's finished runs are kept in results/longtail_study/<data set>/runs.jsonl.gz.
 # Before a sweep the store is expanded into run folders there, so the sweep skips the finished runs;
 # after it every finished run folder is packed into the store (run folders stay git-ignored). Usage:
-#   bash scripts/longtail_study.sh stage1            # every candidate on MNIST-LT and Fashion-MNIST-LT
-#   bash scripts/longtail_study.sh stage1 fashion_mnist_lt 'V1, V2'   # one data set, chosen candidates
-#   bash scripts/longtail_study.sh stage2 'V1, V2'   # chosen candidates (on validation) on the CPU CIFAR-10-LT
-#   bash scripts/longtail_study.sh baselines         # the CE / Balanced Softmax / LDAM-DRW seeds the older grids lack
-#   bash scripts/longtail_study.sh recipe            # the CE-base recipe, plain and deferred, on the CPU CIFAR-10-LT
-#   bash scripts/longtail_study.sh four-nine         # the recipes on MNIST 4-vs-9 at ratio 0.995 (Table 1 protocol)
-#   python scripts/longtail_choose.py --out results/longtail_study/tables.md   # then the tables
+#   bash tools/longtail_study.sh stage1            # every candidate on MNIST-LT and Fashion-MNIST-LT
+#   bash tools/longtail_study.sh stage1 fashion_mnist_lt 'V1, V2'   # one data set, chosen candidates
+#   bash tools/longtail_study.sh stage2 'V1, V2'   # chosen candidates (on validation) on the CPU CIFAR-10-LT
+#   bash tools/longtail_study.sh baselines         # the CE / Balanced Softmax / LDAM-DRW seeds the older grids lack
+#   bash tools/longtail_study.sh recipe            # the CE-base recipe, plain and deferred, on the CPU CIFAR-10-LT
+#   bash tools/longtail_study.sh four-nine         # the recipes on MNIST 4-vs-9 at ratio 0.995 (Table 1 protocol)
+#   python tools/longtail_choose.py --out results/longtail_study/tables.md   # then the tables
 # Factors 100 and 10, seeds 0-2. CLI overrides the python that runs the sweeps.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scripts.sync_results_tables import ROOT, find_quotes, main, markdown_tables, sync
+
+from cdbloss.lab.experiments.report_commands import results_pages
+from cdbloss.lab.experiments.table_sync import find_quotes, main, markdown_tables, sync
+
+ROOT = Path(__file__).resolve().parents[3]
 
 REPORT = """# Report
 
@@ -82,18 +86,31 @@ def test_bad_markers_are_refused_and_nothing_is_written(
 
 def test_check_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     page = _page(tmp_path, "<!-- table: r/report.md #2 -->\n| old |\n")
-    # main() resolves the marker's path from the repo root, so point it there
-    page.write_text(f"<!-- table: {tmp_path / 'r' / 'report.md'} #2 -->\n| old |\n")
-    assert main([str(page), "--check"]) == 1
+    # main() resolves the marker's path from the repo root (``root``)
+    assert main([str(page), "--check"], tmp_path) == 1
     assert "differs" in capsys.readouterr().out
-    assert main([str(page)]) == 0
-    assert main([str(page), "--check"]) == 0
+    assert main([str(page)], tmp_path) == 0
+    assert main([str(page), "--check"], tmp_path) == 0
+
+
+def test_every_results_page_is_synced_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    _page(tmp_path, "")
+    marker = "<!-- table: r/report.md #2 -->\n| old |\n"
+    (tmp_path / "docs" / "results.md").write_text(marker)
+    (tmp_path / "docs" / "results" / "one.md").write_text("no table\n")
+    (tmp_path / "docs" / "results" / "two.md").write_text(marker)
+    assert main(["--check"], tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "results.md:1:" in out and "two.md:1:" in out and "one.md" not in out
 
 
 def test_the_results_page_quotes_the_committed_reports() -> None:
-    """docs/results.md must show what `cdbloss report` wrote, not a stale copy."""
-    page = ROOT / "docs" / "results.md"
-    assert len(find_quotes(page.read_text().splitlines(), ROOT)) >= 3  # Tables 1 and 2 quoted
-    assert sync(page, ROOT, check=True) == [], (
-        "run `python scripts/sync_results_tables.py` after regenerating the reports"
-    )
+    """The results pages must show what `cdbloss report` wrote, not a stale copy."""
+    pages = results_pages(ROOT)
+    quotes = [q for page in pages for q in find_quotes(page.read_text().splitlines(), ROOT)]
+    assert len(quotes) >= 3  # Tables 1 and 2 quoted
+    stale = [line for page in pages for line in sync(page, ROOT, check=True)]
+    assert stale == [], "run `python tools/sync_results_tables.py` after regenerating the reports"

@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from scripts.zero_weight_margin import main
+
+from cdbloss.lab.experiments.analysis.zero_weight_margin import main
 
 FIELDS = ["protocol", "method", "column", "value", "seed", "metric", "result", "run"]
 

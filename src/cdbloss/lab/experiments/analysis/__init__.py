@@ -1,0 +1,1 @@
+"""Diagnostics of committed runs that docs/results.md quotes (each has a ``main``; tools/ wraps them)."""
