@@ -1,5 +1,5 @@
 #!/bin/bash
-# The long-tail study of CDB settings (docs/results.md, "Making CDB work on long tails").
+# The long-tail study of CDB settings (docs/results/longtail_study.md).
 # Resumable: each data set's finished runs are kept in results/longtail_study/<data set>/runs.jsonl.gz.
 # Before a sweep the store is expanded into run folders there, so the sweep skips the finished runs;
 # after it every finished run folder is packed into the store (run folders stay git-ignored). Usage:

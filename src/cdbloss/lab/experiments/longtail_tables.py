@@ -15,7 +15,7 @@ that checks each CDB method against the study's three targets.
     python tools/longtail_choose.py --out results/longtail_study/tables.md
     python tools/longtail_choose.py --check results/longtail_study/tables.md
 
-docs/results.md quotes the committed tables.md (tools/sync_results_tables.py),
+docs/results/longtail_study.md quotes the committed tables.md (tools/sync_results_tables.py),
 and the test suite runs ``--check``, so the page's numbers are this script's.
 """
 

@@ -11,7 +11,7 @@ after epoch ``--split`` (e.g. the first learning-rate decay):
 
     python tools/val_swings.py results/cifar10_lt/name=* --split 160
 
-The swing counts on docs/results.md (section 5) come from this script.
+The swing counts on docs/results/cifar10_lt.md come from this script.
 """
 
 from __future__ import annotations
