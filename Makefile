@@ -24,8 +24,8 @@ demo: $(VENV)/.demo-installed
 	$(PY) examples/mnist_demo.py --out runs/demo
 
 lint: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check src tests benchmarks examples scripts docs/*.py
-	$(VENV)/bin/ruff format --check src tests benchmarks examples scripts docs/*.py
+	$(VENV)/bin/ruff check src tests benchmarks examples tools docs/*.py
+	$(VENV)/bin/ruff format --check src tests benchmarks examples tools docs/*.py
 	$(VENV)/bin/mypy
 
 # the docs site and its API reference; --strict: a broken link or anchor, a page

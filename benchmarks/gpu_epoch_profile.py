@@ -12,9 +12,9 @@ with the model compiled (``torch.compile(mode=MODE)``, the engine's
 after a warm-up. If bf16 and
 ``cudnn.benchmark`` barely change the step time, the GPU's arithmetic is not
 what bounds it: the CPU's kernel launches are, and several runs can share
-one GPU (``scripts/pack_gpu_runs.py``).
+one GPU (``tools/pack_gpu_runs.py``).
 
-Run on a GPU machine (needs the CIFAR-10 JPEG copy, see scripts/device_cifar10_lt.sh):
+Run on a GPU machine (needs the CIFAR-10 JPEG copy, see tools/device_cifar10_lt.sh):
 ``python benchmarks/gpu_epoch_profile.py [--compile reduce-overhead]``. The numbers in docs/benchmarks.md
 were measured with this code (its SGD step then written out in both loops),
 run as one inline script of the `device` tool.

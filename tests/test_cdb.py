@@ -258,18 +258,29 @@ def test_the_defaults_are_the_studied_recipe() -> None:
 # ---------------------------------------------------------------------- the guard
 
 
+def _run_file(run: Path, name: str) -> str | None:
+    """A committed run's file: from its folder, else from its grid's store (``runs.jsonl.gz``)."""
+    from cdbloss.lab.experiments.store import read_run_file
+
+    try:
+        return read_run_file(run, name)
+    except FileNotFoundError:
+        return None
+
+
 def _replay(run: Path, **opts: Any) -> tuple[int | None, float]:
     """Feed a committed run's validation accuracies to a weighting with its own settings.
 
     Returns the epoch at which the guard warned (None if never) and the largest
     difference between the recomputed and the logged weights.
     """
-    metrics = run / "metrics.jsonl"
-    if metrics.exists():
-        history = [json.loads(line) for line in metrics.read_text().splitlines()]
+    metrics = _run_file(run, "metrics.jsonl")
+    result = json.loads(_run_file(run, "result.json") or "{}")
+    if metrics is not None:
+        history = [json.loads(line) for line in metrics.splitlines()]
     else:
-        history = json.loads((run / "result.json").read_text())["history"]
-    cfg = json.loads((run / "result.json").read_text())["config"]
+        history = result["history"]
+    cfg = result["config"]
     keep = ("tau", "eps", "momentum", "normalize", "min_difficulty", "solved_accuracy")
     # these runs predate the recipe defaults: their settings are the paper's rule plus their options
     settings = PAPER_RULE | {k: v for k, v in cfg["loss"]["options"].items() if k in keep} | opts
@@ -301,7 +312,7 @@ SMOOTHED = [
 
 @pytest.mark.parametrize("run", COLLAPSED)
 def test_guard_fires_on_the_committed_eq3_collapses(run: str) -> None:
-    if not (RESULTS / run).exists():
+    if _run_file(RESULTS / run, "result.json") is None:
         pytest.skip(f"results/{run} is not in this checkout")
     warned, diff = _replay(RESULTS / run)
     assert diff < 1e-5  # the weighting recomputes exactly the weights the run trained with
@@ -310,7 +321,7 @@ def test_guard_fires_on_the_committed_eq3_collapses(run: str) -> None:
 
 @pytest.mark.parametrize("run", SMOOTHED)
 def test_guard_stays_quiet_on_the_committed_smoothed_runs(run: str) -> None:
-    if not (RESULTS / run).exists():
+    if _run_file(RESULTS / run, "result.json") is None:
         pytest.skip(f"results/{run} is not in this checkout")
     warned, diff = _replay(RESULTS / run)
     assert diff < 1e-5
@@ -337,9 +348,12 @@ def _study_runs(*names: str) -> list[Path]:
 
     Only runs whose ``result.json`` keeps every epoch's history (a long run's is thinned).
     """
+    from cdbloss.lab.experiments.store import result_sources
+
     runs = []
-    for path in sorted((RESULTS / "longtail_study").glob("*/*/result.json")):
-        result = json.loads(path.read_text())
+    study = RESULTS / "longtail_study"
+    for path, stored in result_sources(study) if study.exists() else []:
+        result = json.loads(path.read_text()) if stored is None else stored
         loss = result["config"]["loss"]
         whole = len(result["history"]) == result["config"]["train"]["epochs"]
         if whole and loss["name"] in names and loss["options"].get("source", "val") == "val":
@@ -351,7 +365,7 @@ def _replay_study_run(run: Path) -> tuple[int | None, float]:
     """Replay a study run through the weighting its own config builds (with the deferral)."""
     from cdbloss.losses import build_loss
 
-    result = json.loads((run / "result.json").read_text())
+    result = json.loads(_run_file(run, "result.json") or "{}")
     loss = result["config"]["loss"]
     num_classes = len(result["class_counts"])
     built = build_loss(

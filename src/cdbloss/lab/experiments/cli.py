@@ -1,4 +1,4 @@
-"""``cdbloss train``, ``cdbloss sweep`` and ``cdbloss report``."""
+"""``cdbloss train``, ``cdbloss sweep``, ``cdbloss report`` and ``cdbloss results``."""
 
 from __future__ import annotations
 
@@ -57,6 +57,42 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from cdbloss.lab.experiments.store import pack
+
+    done = pack(args.folder, args.store, also=args.also)
+    print(f"packed {done.packed} run folders into {done.store} ({done.total} runs in all)")
+    return 0
+
+
+def _expand(args: argparse.Namespace) -> int:
+    from cdbloss.lab.experiments.store import expand
+
+    out = args.out if args.out is not None else str(Path(args.store).parent)
+    print(f"wrote {expand(args.store, out)} files under {out}")
+    return 0
+
+
+def _add_results_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("results", help="pack run folders into a run store, or expand one")
+    results = p.add_subparsers(dest="results_command", metavar="ACTION", required=True)
+    q = results.add_parser("pack", help="put every run folder under FOLDER into its store")
+    q.add_argument("folder", help="grid folder (what `cdbloss sweep --out` wrote)")
+    q.add_argument("--store", help="the store file (default FOLDER/runs.jsonl.gz); kept runs stay")
+    q.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also keep this file of each run verbatim, e.g. metrics.jsonl (repeatable)",
+    )
+    q.set_defaults(func=_pack)
+    q = results.add_parser("expand", help="write a store's runs back as run folders")
+    q.add_argument("store", help="a runs.jsonl.gz store")
+    q.add_argument("--out", help="where the run folders go (default: the store's folder)")
+    q.set_defaults(func=_expand)
+
+
 def seed_list(text: str) -> list[int]:
     """``"0,1,4"`` or ``"0-4"`` (or a mix, ``"0-2,5"``) -> the seeds, in order given."""
     seeds: list[int] = []
@@ -91,7 +127,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "report", help="tables (Markdown, CSV) and figures (PNG) from a folder of runs"
     )
     p.add_argument(
-        "dir", nargs="+", help="folder(s) holding runs (searched recursively for result.json)"
+        "dir",
+        nargs="+",
+        help="folder(s) holding runs (searched recursively for result.json and runs.jsonl.gz "
+        "stores), or store files",
     )
     p.add_argument(
         "--out",
@@ -111,3 +150,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="only the runs of these seeds, e.g. 0,1 or 0-4 (default: all)",
     )
     p.set_defaults(func=_report)
+    _add_results_parser(sub)

@@ -25,6 +25,7 @@ from typing import Any
 from cdbloss.lab.engine.checkpoint import atomic_write_bytes, atomic_write_text, read_json
 from cdbloss.lab.engine.config import VOLATILE_KEYS, flatten_keys
 from cdbloss.lab.experiments.paper import paper_table_for
+from cdbloss.lab.experiments.store import result_sources
 
 __all__ = [
     "BEST_TAU_ROW",
@@ -168,18 +169,16 @@ class Cell:
 def load_runs(folder: str | Path, skipped: list[str] | None = None) -> list[RunRecord]:
     """Every finished run (``result.json`` with status done) under ``folder``, sorted by path.
 
-    A ``result.json`` that cannot be read (not JSON, cut short, without a config or
-    test metrics) is left out with a warning on stderr that names it and says why;
-    ``skipped`` (when given) collects those warnings.
+    ``folder`` is a folder of runs, whose run stores (``runs.jsonl.gz``) count as
+    their runs' folders, or a store file. A ``result.json`` that cannot be read
+    (not JSON, cut short, without a config or test metrics) is left out with a
+    warning on stderr that names it and says why; ``skipped`` (when given)
+    collects those warnings. An unreadable store is an error (:class:`.store.StoreError`).
     """
-    root = Path(folder)
-    if not root.is_dir():
-        kind = "is not a folder" if root.exists() else "does not exist"
-        raise FileNotFoundError(f"run folder {str(root)!r} {kind}")
     runs = []
-    for path in sorted(root.rglob("result.json")):
+    for path, stored in result_sources(folder):
         try:
-            result = read_json(path, "result file")
+            result = read_json(path, "result file") if stored is None else stored
             if not isinstance(result, dict):
                 raise ValueError(f"result file {str(path)!r} is unreadable: not a JSON object")
             if result.get("status") != "done":
@@ -884,7 +883,8 @@ def write_report(
     Args:
         folder: a folder of runs, or several whose runs make one report (e.g.
             Table 2's fixed tau values beside Table 1's dynamic-tau runs).
-        out_dir: where to write; defaults to ``folder`` and is required for several.
+        out_dir: where to write; defaults to ``folder`` (a store's folder for a store) and
+            is required for several.
         figures: also draw the PNG figures (needs matplotlib).
         paired_against: the row label that the paired-by-seed table compares
             every other row with; default :func:`default_reference` (the
@@ -923,7 +923,8 @@ def write_report(
         runs = [r for r in runs if r.config["seed"] in wanted]
         noun = "seed" if len(wanted) == 1 else "seeds"
         kept = f" ({noun} {', '.join(str(s) for s in wanted)} only)"
-    out = Path(out_dir) if out_dir is not None else folders[0]
+    first = folders[0] if folders[0].is_dir() else folders[0].parent  # a store: its folder
+    out = Path(out_dir) if out_dir is not None else first
     by_protocol: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
         by_protocol[r.protocol].append(r)
