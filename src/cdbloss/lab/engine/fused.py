@@ -47,7 +47,7 @@ import os
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -395,8 +395,8 @@ class FusedTrainer(Trainer):
 
     def __init__(
         self,
-        cfgs: list[ExperimentConfig],
-        out_dirs: list[str | Path],
+        cfgs: Sequence[ExperimentConfig],
+        out_dirs: Sequence[str | Path],
         splits: DataSplits | None = None,
         fail_after_batches: int | None = None,
     ) -> None:
