@@ -242,7 +242,10 @@ def test_runs_that_cannot_fuse_are_refused_clearly(tmp_path: Path) -> None:
     assert fuse_key(a) != fuse_key(config_from_dict(tiny_config(train__epochs=5)))
 
 
-def test_sweep_fuse_groups_what_can_share_and_runs_the_rest_as_today(tmp_path: Path) -> None:
+def test_sweep_fuse_groups_what_can_share_and_runs_the_rest_as_today(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # in one process (the worker pool takes the same jobs: 20 s more to spawn here)
     variants = [
         {"loss.name": "ce"},
         {"loss.name": "cdb-ce-paper"},
@@ -252,8 +255,13 @@ def test_sweep_fuse_groups_what_can_share_and_runs_the_rest_as_today(tmp_path: P
     ]
     raw = tiny_config(train__epochs=2, sweep={"variants": variants, "fuse": True})
     cfg = config_from_dict(raw)
-    statuses = run_sweep(cfg, tmp_path / "sweep", progress=False)
+    statuses = run_sweep(cfg, tmp_path / "sweep")
     assert [v["status"] for v in statuses.values()] == ["done"] * 5
+    printed = capsys.readouterr().out
+    assert "5 to run (3 of them in 1 fused groups)" in printed
+    assert sorted(line[:5] for line in printed.splitlines()[1:]) == [
+        f"[{i}/5]" for i in range(1, 6)
+    ]
     fused_with = {
         run: json.loads((tmp_path / "sweep" / run / "result.json").read_text()).get("fused_with")
         for run in statuses

@@ -353,13 +353,14 @@ def _run_in_pool(
         for fut in cf.as_completed(futures):
             run_ids = futures[fut]
             try:
-                statuses.update(zip(run_ids, fut.result(), strict=True))
+                records = fut.result()
             except Exception as err:  # the worker process itself died
-                for run_id in run_ids:
-                    statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
-                    atomic_write_json(out / run_id / "error.json", statuses[run_id])
-            for run_id in run_ids:
-                report(run_id)
+                records = [{"status": "failed", "error": f"worker died: {err}"} for _ in run_ids]
+                for run_id, record in zip(run_ids, records, strict=True):
+                    atomic_write_json(out / run_id / "error.json", record)
+            for run_id, record in zip(run_ids, records, strict=True):
+                statuses[run_id] = record
+                report(run_id)  # one at a time: the count it prints goes up by one
     except KeyboardInterrupt:
         _stop_workers(pool)
         raise
