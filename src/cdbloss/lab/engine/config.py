@@ -219,7 +219,8 @@ class ExperimentConfig:
     """One experiment: data, model, loss, optimiser, loop, seed, and an optional sweep grid.
 
     ``sweep`` maps dotted keys to lists of values; ``cdbloss sweep`` runs the
-    cross product (``cdbloss train`` ignores it).
+    cross product (``cdbloss train`` ignores it). Its key ``fuse: true`` trains the
+    runs that can share a model's code and data stream as fused groups.
     """
 
     name: str = "experiment"
@@ -229,7 +230,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)  # key -> list; fuse -> bool
 
 
 # --------------------------------------------------------------------------- checking
@@ -370,7 +371,10 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
             "config keys optim.momentum and optim.weight_decay must be >= 0, optim.gamma > 0"
         )
     for key, values in cfg.sweep.items():
-        if key == "variants":  # lists of override mappings, see cdbloss.lab.experiments.sweep
+        if key == "fuse":  # a switch, not a grid axis (cdbloss.lab.experiments.sweep)
+            if not isinstance(values, bool):
+                raise ConfigError(f"config key 'sweep.fuse' must be true or false, got {values!r}")
+        elif key == "variants":  # lists of override mappings, see cdbloss.lab.experiments.sweep
             for variant in values if isinstance(values, list) else []:
                 for inner in variant if isinstance(variant, dict) else {}:
                     _split_key(cfg, inner)

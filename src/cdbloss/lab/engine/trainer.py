@@ -30,6 +30,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -169,6 +170,259 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# --------------------------------------------------------------------------- run pieces
+# The steps of a run that do not depend on how its model is held: the fused trainer
+# (cdbloss.lab.engine.fused) calls the same ones for each of its members.
+
+
+@dataclass
+class RunLog:
+    """What a run carries from epoch to epoch, and keeps in its checkpoint.
+
+    Attributes:
+        start_epoch: the first epoch (0-based) still to train.
+        step: optimiser steps taken so far.
+        history: one record per finished epoch (:func:`epoch_record`).
+        best: ``{"value", "epoch", "state"}``: the best validation value of
+            ``train.select_metric`` so far, its epoch (1-based) and the model's state
+            dict then (``None`` before any validation).
+        timing: seconds spent training (``train_s``) and validating (``val_s``).
+    """
+
+    start_epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"value": -math.inf, "epoch": -1, "state": None}
+    )
+    timing: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "val_s": 0.0})
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any]) -> RunLog:
+        """The log a checkpoint holds (training resumes after its epoch)."""
+        timing = dict(state.get("timing", {"train_s": 0.0, "val_s": 0.0}))
+        return cls(state["epoch"] + 1, state["step"], state["history"], state["best"], timing)
+
+    def close_epoch(
+        self,
+        record: dict[str, Any],
+        val: dict[str, Any] | None,
+        select_metric: str,
+        model_state: Callable[[], dict[str, Tensor]],
+    ) -> None:
+        """Add the epoch's ``record`` and its time; keep a copy of ``model_state()`` when
+        the validation summary ``val`` beats the best so far on ``select_metric``."""
+        self.timing["train_s"] += record["train_s"]
+        self.timing["val_s"] += record["val_s"]
+        self.history.append(record)
+        metric = math.nan if val is None else float(val.get(select_metric, math.nan))
+        if metric > self.best["value"]:
+            state = copy.deepcopy(model_state())
+            self.best = {"value": metric, "epoch": record["epoch"], "state": state}
+
+    def checkpoint(self, epoch: int, **states: Any) -> dict[str, Any]:
+        """The checkpoint of ``epoch`` (0-based): the log, ``states`` (model, optimizer,
+        loss, meta, sampler) and the global RNG states."""
+        return {
+            "epoch": epoch,
+            "step": self.step,
+            **states,
+            "history": self.history,
+            "best": self.best,
+            "timing": self.timing,
+            "rng": get_rng_state(),
+        }
+
+
+@dataclass
+class _Run:
+    """The objects of one unfused run."""
+
+    splits: DataSplits
+    model: nn.Module
+    train_model: nn.Module  # ``model``, or it wrapped in DDP / compiled
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    meta_step: Any
+    sampler: CDBSampler | None
+    log: RunLog
+    ckpt_path: Path
+
+
+def build_run_loss(cfg: ExperimentConfig, splits: DataSplits) -> nn.Module:
+    """The config's loss for the data's classes (on the CPU); per-sample under the meta
+    steps, which weight each example themselves (the same module keeps receiving
+    ``update_weights`` / ``set_epoch``)."""
+    options = dict(cfg.loss.options)
+    if cfg.train.method != "standard":
+        options["reduction"] = "none"
+    return build_loss(
+        cfg.loss.name, splits.num_classes, class_counts=splits.class_counts, **options
+    )
+
+
+def sgd_options(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``torch.optim.SGD``'s keyword options from ``cfg.optim``."""
+    o = cfg.optim
+    return {
+        "lr": o.lr,
+        "momentum": o.momentum,
+        "weight_decay": o.weight_decay,
+        "nesterov": o.nesterov,
+    }
+
+
+def update_due(cfg: ExperimentConfig, step: int, loss_fn: nn.Module) -> bool:
+    """Whether the CDB weights update after optimiser step ``step`` (``weight_update_every``)."""
+    k = cfg.train.weight_update_every
+    return bool(k) and step % k == 0 and wants_difficulty(loss_fn)
+
+
+def validation_due(
+    cfg: ExperimentConfig, epoch: int, loss_fn: nn.Module, sampler: CDBSampler | None
+) -> bool:
+    """Whether a validation pass follows ``epoch`` (0-based): after the last epoch, every
+    ``val_every``-th, and after each one when something learns from it or picks by it."""
+    return (
+        epoch + 1 == cfg.train.epochs
+        or (epoch + 1) % cfg.train.val_every == 0
+        or wants_difficulty(loss_fn)
+        or sampler is not None
+        or cfg.train.select == "best"
+    )
+
+
+def checkpoint_due(cfg: ExperimentConfig, epoch: int) -> bool:
+    """Whether the checkpoint is written after ``epoch`` (0-based)."""
+    return epoch + 1 == cfg.train.epochs or (epoch + 1) % cfg.train.checkpoint_every == 0
+
+
+def learn_from_validation(
+    loss_fn: nn.Module,
+    sampler: CDBSampler | None,
+    tracker: ClassDifficulty,
+    weights: Tensor | None,
+) -> Tensor | None:
+    """Update the CDB weights and the CDB-S sampler from a validation ``tracker``;
+    return the loss's class weights after it (``weights`` if the loss does not learn)."""
+    if wants_difficulty(loss_fn):
+        weights = cast(Any, loss_fn).update_weights(tracker)
+    if sampler is not None:
+        sampler.update(tracker)
+    return weights
+
+
+def tracker_from_counts(counts: Tensor) -> ClassDifficulty:
+    """A :class:`~cdbloss.ClassDifficulty` holding a confusion matrix's per-class counts:
+    ``correct = diag(M)``, ``total = M.sum(1)`` (``M`` of shape ``(C, C)``)."""
+    tracker = ClassDifficulty(counts.shape[0]).to(counts.device)
+    tracker.correct.copy_(counts.diagonal())
+    tracker.total.copy_(counts.sum(dim=1))
+    return tracker
+
+
+def epoch_record(
+    cfg: ExperimentConfig,
+    epoch: int,
+    step: int,
+    lr: float,
+    losses: Tensor,
+    seconds: tuple[float, float],
+    val: dict[str, Any] | None,
+    weights: Tensor | None,
+    loss_fn: nn.Module,
+    sampler: CDBSampler | None,
+    num_classes: int,
+) -> dict[str, Any]:
+    """One line of ``metrics.jsonl``: the epoch (1-based), step, learning rate, mean
+    batch loss of ``losses`` ``(batches,)``, the ``(train, val)`` seconds, and, where
+    they exist, validation metrics, class weights, sampler probabilities and tau."""
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "step": step,
+        "lr": lr,
+        "train_loss": float(losses.sum()) / max(losses.numel(), 1),
+        "train_s": seconds[0],
+        "val_s": seconds[1],
+    }
+    small = num_classes <= _MAX_CLASSES_IN_HISTORY  # per-class vectors only up to this many
+    if val is not None:
+        record["val_top1_accuracy"] = val["top1_accuracy"]
+        record["val_macro_recall"] = val["macro_recall"]
+        if small:
+            record["val_per_class_accuracy"] = val["per_class_accuracy"]
+    if small and weights is not None:
+        record["weights"] = [float(v) for v in weights.tolist()]
+    if small and sampler is not None:
+        record["sampler_probabilities"] = [float(p) for p in sampler.probabilities()]
+    tau = getattr(loss_fn, "tau_value", None)
+    if tau is not None:
+        record["tau"] = float(tau)
+    return record
+
+
+def write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.jsonl``: one JSON line per epoch of ``history`` (written atomically)."""
+    atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+
+def progress_line(cfg: ExperimentConfig, record: dict[str, Any]) -> str:
+    """The console line of one epoch."""
+    val_s = (
+        f" val acc {record['val_top1_accuracy']:.4f} macro recall {record['val_macro_recall']:.4f}"
+        if "val_top1_accuracy" in record
+        else ""
+    )
+    tau_s = f" tau {record['tau']:.3f}" if "tau" in record else ""
+    return (
+        f"[{cfg.name}] epoch {record['epoch']}/{cfg.train.epochs} "
+        f"loss {record['train_loss']:.4f}{val_s}{tau_s}"
+    )
+
+
+def _log_scalars(writer: Any, record: dict[str, Any]) -> None:
+    if writer is None:
+        return
+    for key in ("train_loss", "val_top1_accuracy", "val_macro_recall", "lr", "tau"):
+        if key in record:
+            writer.add_scalar(key, record[key], record["epoch"])
+
+
+def run_result(
+    cfg: ExperimentConfig,
+    splits: DataSplits,
+    world_size: int,
+    log: RunLog,
+    test_last: dict[str, Any],
+    test_best: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``result.json``'s content: the run, its last validation record, its test metrics
+    (of the best model too when ``test_best`` is given), the thinned history, its time."""
+    result: dict[str, Any] = {
+        "status": "done",
+        "name": cfg.name,
+        "config": config_to_dict(cfg),
+        "num_classes": splits.num_classes,
+        "class_names": splits.class_names,
+        "class_counts": splits.class_counts,
+        "data_info": _portable(_jsonable(splits.info)),
+        "epochs": cfg.train.epochs,
+        "world_size": world_size,
+        "select": cfg.train.select,
+        "best_epoch": log.best["epoch"],
+        "val": _drop_matrix(log.history[-1] if log.history else {}),
+        "test_last": test_last,
+    }
+    if test_best is not None:
+        result["test_best"] = test_best
+        result["test"] = test_best
+    else:
+        result["test"] = test_last
+    result["history"] = _thin(log.history, _MAX_HISTORY_IN_RESULT)
+    result["timing"] = log.timing
+    return result
+
+
 class Trainer:
     """Runs one experiment into ``out_dir``; :meth:`fit` returns the result dict.
 
@@ -256,25 +510,51 @@ class Trainer:
         for x, y in loader:
             yield move(x, y)
 
-    @torch.no_grad()
-    def evaluate(
-        self, model: nn.Module, dataset: Dataset[Any], num_classes: int, train_counts: list[int]
-    ) -> tuple[dict[str, Any], ClassDifficulty]:
-        """One pass over ``dataset`` (split over ranks without padding); summed counts."""
+    def _eval_counts(
+        self,
+        forward: Callable[[Tensor], Tensor],
+        dataset: Dataset[Any],
+        num_classes: int,
+        members: int | None = None,
+    ) -> list[ConfusionMatrix]:
+        """This rank's counts of one pass over ``dataset`` (split over ranks without padding).
+
+        ``forward`` maps a batch to logits ``(B, C)``, or, with ``members = K``, to the
+        logits of ``K`` fused models ``(K, B, C)``; one confusion matrix per model.
+        """
         assert self.dist is not None
         device = self.dist.device
-        model.eval()
-        cm = ConfusionMatrix(num_classes, topk=(1, 5) if num_classes > 5 else (1,))
-        tracker = ClassDifficulty(num_classes).to(device)
+        topk = (1, 5) if num_classes > 5 else (1,)
+        cms = [ConfusionMatrix(num_classes, topk=topk) for _ in range(members or 1)]
         idx = shard_indices(
             torch.arange(_size(dataset)), self.dist.rank, self.dist.world_size, pad=False
         )
-        for x, y in self._batches(dataset, idx, self.cfg.train.eval_batch_size, device):
-            logits = model(x)  # (B, C)
-            cm.update(logits, y)
-            tracker.update(logits, y)
+        with torch.no_grad():
+            for x, y in self._batches(dataset, idx, self.cfg.train.eval_batch_size, device):
+                logits = forward(x)
+                if members is None:
+                    cms[0].update(logits, y)
+                else:
+                    for cm, member_logits in zip(cms, logits, strict=True):
+                        cm.update(member_logits, y)
+        return cms
+
+    def _summary(
+        self, cm: ConfusionMatrix, train_counts: list[int]
+    ) -> tuple[dict[str, Any], ClassDifficulty]:
+        """The summary of ``cm``'s counts summed over ranks, and a tracker holding this
+        rank's per-class counts (its ``counts()`` sums them over ranks when asked)."""
         summary = summarize(cm.sync(), train_counts, self.cfg.train.num_majority)
-        return summary, tracker
+        return summary, tracker_from_counts(cm.counts)
+
+    def evaluate(
+        self, model: nn.Module, dataset: Dataset[Any], num_classes: int, train_counts: list[int]
+    ) -> tuple[dict[str, Any], ClassDifficulty]:
+        """One pass over ``dataset``: its summary (counts summed over ranks) and the
+        per-class tracker the weights learn from, both from one confusion matrix."""
+        model.eval()
+        (cm,) = self._eval_counts(model, dataset, num_classes)
+        return self._summary(cm, train_counts)
 
     # ------------------------------------------------------------------ the run
 
@@ -311,12 +591,50 @@ class Trainer:
         )
 
     def _fit(self) -> dict[str, Any]:
+        """The run: set up (or resume), then per epoch train, validate, record, checkpoint;
+        then test and write ``result.json``."""
         cfg, info = self.cfg, self.dist
         assert info is not None
         _check_method(cfg, info)
         finished = self._check_out_dir()
         if finished is not None:
             return finished
+        splits, pretrained = self._prepare()
+        run = self._setup(splits, pretrained)
+        writer = self._tensorboard() if info.is_main else None
+        for epoch in range(run.log.start_epoch, cfg.train.epochs):
+            t0 = time.perf_counter()
+            losses = self._train_epoch(run, epoch)
+            t1 = time.perf_counter()
+            val, weights = self._validate(run, epoch)
+            record = epoch_record(
+                cfg,
+                epoch,
+                run.log.step,
+                run.opt.param_groups[0]["lr"],
+                losses,
+                (t1 - t0, time.perf_counter() - t1),
+                val,
+                weights,
+                run.loss_fn,
+                run.sampler,
+                run.splits.num_classes,
+            )
+            run.log.close_epoch(record, val, cfg.train.select_metric, run.model.state_dict)
+            if info.is_main and checkpoint_due(cfg, epoch):
+                self._save(run, epoch)
+            _log_scalars(writer, record)
+            if info.is_main and cfg.train.progress:
+                print(progress_line(cfg, record), flush=True)
+        if writer is not None:
+            writer.close()
+        return self._finish(run)
+
+    # ------------------------------------------------------------------ steps of the run
+
+    def _prepare(self) -> tuple[DataSplits, tuple[dict[str, Tensor], str] | None]:
+        """Threads and seeds; the pretrained weights (a fresh run only) and the data."""
+        cfg = self.cfg
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
@@ -328,24 +646,17 @@ class Trainer:
         splits = self._load_data()
         if cfg.train.transform_on_device:
             _check_transform_on_device(splits, cfg.train.num_workers)
+        return splits, pretrained
+
+    def _setup(self, splits: DataSplits, pretrained: tuple[dict[str, Tensor], str] | None) -> _Run:
+        """The run's objects, its folder's config, its checkpoint's states (if any) and
+        the training wrappers (DDP, ``torch.compile``)."""
+        cfg, info = self.cfg, self.dist
+        assert info is not None
         c = splits.num_classes
-        device = info.device
-        model = _build_model(cfg, c, pretrained, device, verbose=info.is_main)
-        loss_options = dict(cfg.loss.options)
-        if cfg.train.method != "standard":
-            # The meta steps weight each example themselves: they need per-sample
-            # losses. The same module keeps receiving update_weights / set_epoch.
-            loss_options["reduction"] = "none"
-        loss_fn = build_loss(cfg.loss.name, c, class_counts=splits.class_counts, **loss_options).to(
-            device
-        )
-        opt = torch.optim.SGD(
-            _param_groups(model, cfg.optim.no_weight_decay),
-            lr=cfg.optim.lr,
-            momentum=cfg.optim.momentum,
-            weight_decay=cfg.optim.weight_decay,
-            nesterov=cfg.optim.nesterov,
-        )
+        model = _build_model(cfg, c, pretrained, info.device, verbose=info.is_main)
+        loss_fn = build_run_loss(cfg, splits).to(info.device)
+        opt = torch.optim.SGD(_param_groups(model, cfg.optim.no_weight_decay), **sgd_options(cfg))
         meta_step = self._make_meta_step(model, loss_fn) if cfg.train.method != "standard" else None
         sampler = (
             CDBSampler(
@@ -362,203 +673,156 @@ class Trainer:
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.out_dir / "config.json", config_to_dict(cfg))
-        writer = self._tensorboard() if info.is_main else None
-
-        start_epoch, step, history = 0, 0, []
-        timing = {"train_s": 0.0, "val_s": 0.0}
-        best: dict[str, Any] = {"value": -math.inf, "epoch": -1, "state": None}
+        log = RunLog()
         ckpt_path = self.out_dir / "checkpoint.pt"
         if ckpt_path.exists():
-            state = _restore(ckpt_path, model, opt, loss_fn, meta_step, sampler)
-            start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
-            best = state["best"]
-            timing = dict(state.get("timing", timing))
-            self._saved_epoch = start_epoch
-        train_model: nn.Module = model
-        if info.distributed:
-            ddp_ids = [device.index] if device.type == "cuda" else None
-            train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
-        if cfg.train.compile != "off":
-            # only the training forward (and so its backward) is compiled; validation,
-            # test and checkpoints use ``model`` itself, which shares the parameters
-            mode = None if cfg.train.compile == "default" else cfg.train.compile
-            train_model = cast(nn.Module, torch.compile(train_model, mode=mode))
-
-        per_rank_batch = cfg.train.batch_size // info.world_size
-        check_every = _finite_check_every(device)
-        for epoch in range(start_epoch, cfg.train.epochs):
-            for group in opt.param_groups:
-                group["lr"] = cfg.optim.lr * lr_factor(cfg, epoch)
-            if wants_epoch(loss_fn):
-                cast(Any, loss_fn).set_epoch(epoch)
-            t0 = time.perf_counter()
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-                perm = sampler.plan()
-            else:
-                perm = torch.randperm(
-                    _size(splits.train), generator=_epoch_generator(cfg.seed, epoch)
-                )
-            mine = shard_indices(perm, info.rank, info.world_size, pad=True)
-            train_model.train()
-            n_batches = 0
-            val_iter = self._val_batches(splits, epoch) if meta_step is not None else None
-            batches = self._batches(splits.train, mine, per_rank_batch, device)
-            n_total = math.ceil(len(mine) / per_rank_batch)
-            losses = torch.zeros(n_total, device=device)  # this epoch's batch losses
-            checked = 0  # losses[:checked] are known to be finite
-            for b, (x, y) in enumerate(
-                _progress(
-                    batches,
-                    cfg.train.progress and info.is_main,
-                    total=n_total,
-                    desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                )
-            ):
-                if meta_step is not None:
-                    assert val_iter is not None
-                    xv, yv = next(val_iter)
-                    stats = meta_step(x, y, xv, yv, opt)
-                    loss = torch.as_tensor(stats["loss"], device=device)
-                else:
-                    opt.zero_grad(set_to_none=True)
-                    loss = loss_fn(train_model(x), y)
-                losses[b] = loss.detach()
-                if (b + 1) % check_every == 0:  # and at the end of the epoch (below)
-                    checked = _check_finite(losses, checked, b + 1, epoch, ckpt_path)
-                if meta_step is None:  # the meta steps have already stepped
-                    cast(Any, loss).backward()
-                    opt.step()
-                n_batches += 1
-                step += 1
-                self._batches_seen += 1
-                if self._fail_after is not None and self._batches_seen >= self._fail_after:
-                    raise KeyboardInterrupt(
-                        f"stopped after {self._batches_seen} batches (test hook)"
-                    )
-                k = cfg.train.weight_update_every
-                if k and step % k == 0 and wants_difficulty(loss_fn):
-                    _, tracker = self.evaluate(model, splits.val, c, splits.class_counts)
-                    cast(Any, loss_fn).update_weights(tracker)
-                    train_model.train()
-            _check_finite(losses, checked, n_batches, epoch, ckpt_path)
-            t1 = time.perf_counter()
-            last = epoch + 1 == cfg.train.epochs
-            validate = (
-                last
-                or (epoch + 1) % cfg.train.val_every == 0
-                or wants_difficulty(loss_fn)
-                or sampler is not None
-                or cfg.train.select == "best"
+            log = RunLog.from_checkpoint(
+                _restore(ckpt_path, model, opt, loss_fn, meta_step, sampler)
             )
-            val: dict[str, Any] | None = None
-            weights = getattr(loss_fn, "weight", None)
-            if validate:
-                val, tracker = self.evaluate(model, splits.val, c, splits.class_counts)
-                if wants_difficulty(loss_fn):
-                    weights = cast(Any, loss_fn).update_weights(tracker)
-                if sampler is not None:
-                    sampler.update(tracker)
-            if info.distributed and weights is not None:
-                _check_same_on_all_ranks(
-                    weights.to(device), f"class weights after epoch {epoch + 1}"
-                )
-            t2 = time.perf_counter()
-            timing["train_s"] += t1 - t0
-            timing["val_s"] += t2 - t1
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": step,
-                "lr": opt.param_groups[0]["lr"],
-                "train_loss": float(losses[:n_batches].sum()) / max(n_batches, 1),
-                "train_s": t1 - t0,
-                "val_s": t2 - t1,
-            }
-            if val is not None:
-                record["val_top1_accuracy"] = val["top1_accuracy"]
-                record["val_macro_recall"] = val["macro_recall"]
-                if c <= _MAX_CLASSES_IN_HISTORY:
-                    record["val_per_class_accuracy"] = val["per_class_accuracy"]
-            if c <= _MAX_CLASSES_IN_HISTORY and weights is not None:
-                record["weights"] = [float(v) for v in weights.tolist()]
-            if c <= _MAX_CLASSES_IN_HISTORY and sampler is not None:
-                record["sampler_probabilities"] = [float(p) for p in sampler.probabilities()]
-            tau = getattr(loss_fn, "tau_value", None)
-            if tau is not None:
-                record["tau"] = float(tau)
-            history.append(record)
-            metric = math.nan if val is None else float(val.get(cfg.train.select_metric, math.nan))
-            if metric > best["value"]:
-                best = {
-                    "value": metric,
-                    "epoch": epoch + 1,
-                    "state": copy.deepcopy(model.state_dict()),
-                }
-            if info.is_main and (last or (epoch + 1) % cfg.train.checkpoint_every == 0):
-                save_checkpoint(
-                    ckpt_path,
-                    {
-                        "epoch": epoch,
-                        "step": step,
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "loss": loss_fn.state_dict(),
-                        "meta": meta_step.state_dict() if meta_step is not None else None,
-                        "sampler": sampler.state_dict() if sampler is not None else None,
-                        "history": history,
-                        "best": best,
-                        "timing": timing,
-                        "rng": get_rng_state(),
-                    },
-                )
-                atomic_write_text(
-                    self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history)
-                )
-                self._saved_epoch = epoch + 1
-            if writer is not None:
-                for key in ("train_loss", "val_top1_accuracy", "val_macro_recall", "lr", "tau"):
-                    if key in record:
-                        writer.add_scalar(key, record[key], epoch + 1)
-            if info.is_main and cfg.train.progress:
-                val_s = (
-                    f" val acc {val['top1_accuracy']:.4f} macro recall {val['macro_recall']:.4f}"
-                    if val is not None
-                    else ""
-                )
-                tau_s = f" tau {record['tau']:.3f}" if "tau" in record else ""
-                print(
-                    f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} "
-                    f"loss {record['train_loss']:.4f}{val_s}{tau_s}",
-                    flush=True,
-                )
-        if writer is not None:
-            writer.close()
+            self._saved_epoch = log.start_epoch
+        run = _Run(splits, model, model, loss_fn, opt, meta_step, sampler, log, ckpt_path)
+        run.train_model = self._wrap(model)
+        return run
 
-        test_last, _ = self.evaluate(model, splits.test, c, splits.class_counts)
-        result: dict[str, Any] = {
-            "status": "done",
-            "name": cfg.name,
-            "config": config_to_dict(cfg),
-            "num_classes": c,
-            "class_names": splits.class_names,
-            "class_counts": splits.class_counts,
-            "data_info": _portable(_jsonable(splits.info)),
-            "epochs": cfg.train.epochs,
-            "world_size": info.world_size,
-            "select": cfg.train.select,
-            "best_epoch": best["epoch"],
-            "val": _drop_matrix(history[-1] if history else {}),
-            "test_last": test_last,
-        }
-        if cfg.train.select == "best" and best["state"] is not None:
-            model.load_state_dict(best["state"])
-            result["test_best"], _ = self.evaluate(model, splits.test, c, splits.class_counts)
-            result["test"] = result["test_best"]
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """The module the training forward calls: ``model`` under DDP and/or compiled;
+        validation, test and checkpoints use ``model`` itself (the same parameters)."""
+        info, mode = self.dist, self.cfg.train.compile
+        assert info is not None
+        train_model = model
+        if info.distributed:
+            ddp_ids = [info.device.index] if info.device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+        if mode != "off":
+            compile_mode = None if mode == "default" else mode
+            train_model = cast(nn.Module, torch.compile(train_model, mode=compile_mode))
+        return train_model
+
+    def _epoch_order(self, splits: DataSplits, epoch: int, sampler: CDBSampler | None) -> Tensor:
+        """This rank's training indices for ``epoch``: the sampler's plan or a permutation
+        seeded by ``(seed, epoch)``, sharded over ranks."""
+        assert self.dist is not None
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            perm = sampler.plan()
         else:
-            result["test"] = test_last
-        result["history"] = _thin(history, _MAX_HISTORY_IN_RESULT)
-        result["timing"] = timing
-        if info.is_main:
+            perm = torch.randperm(
+                _size(splits.train), generator=_epoch_generator(self.cfg.seed, epoch)
+            )
+        return shard_indices(perm, self.dist.rank, self.dist.world_size, pad=True)
+
+    def _epoch_batches(
+        self, splits: DataSplits, epoch: int, sampler: CDBSampler | None
+    ) -> tuple[Iterator[tuple[Tensor, Tensor]], int]:
+        """The training batches of ``epoch`` (with a progress bar if asked) and their count."""
+        assert self.dist is not None
+        cfg, info = self.cfg, self.dist
+        mine = self._epoch_order(splits, epoch, sampler)
+        per_rank_batch = cfg.train.batch_size // info.world_size
+        n_total = math.ceil(len(mine) / per_rank_batch)
+        batches = _progress(
+            self._batches(splits.train, mine, per_rank_batch, info.device),
+            cfg.train.progress and info.is_main,
+            total=n_total,
+            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+        )
+        return batches, n_total
+
+    def _count_batch(self) -> None:
+        """Count one training batch of this process (and stop there if the test hook says so)."""
+        self._batches_seen += 1
+        if self._fail_after is not None and self._batches_seen >= self._fail_after:
+            raise KeyboardInterrupt(f"stopped after {self._batches_seen} batches (test hook)")
+
+    def _train_epoch(self, run: _Run, epoch: int) -> Tensor:
+        """One pass over the training data; returns the batch losses ``(batches,)``.
+
+        Raises:
+            NonFiniteLossError: a batch loss became NaN/inf (checked every
+                :func:`_finite_check_every` batches and at the end).
+        """
+        cfg, info = self.cfg, self.dist
+        assert info is not None
+        for group in run.opt.param_groups:
+            group["lr"] = cfg.optim.lr * lr_factor(cfg, epoch)
+        if wants_epoch(run.loss_fn):
+            cast(Any, run.loss_fn).set_epoch(epoch)
+        batches, n_total = self._epoch_batches(run.splits, epoch, run.sampler)
+        run.train_model.train()
+        val_iter = self._val_batches(run.splits, epoch) if run.meta_step is not None else None
+        losses = torch.zeros(n_total, device=info.device)  # this epoch's batch losses
+        checked, check_every, b = 0, _finite_check_every(info.device), -1  # losses[:checked] finite
+        for b, (x, y) in enumerate(batches):
+            if val_iter is not None:
+                xv, yv = next(val_iter)
+                loss = torch.as_tensor(
+                    run.meta_step(x, y, xv, yv, run.opt)["loss"], device=info.device
+                )
+            else:
+                run.opt.zero_grad(set_to_none=True)
+                loss = run.loss_fn(run.train_model(x), y)
+            losses[b] = loss.detach()
+            if (b + 1) % check_every == 0:  # and at the end of the epoch (below)
+                checked = _check_finite(losses, checked, b + 1, epoch, run.ckpt_path)
+            if val_iter is None:  # the meta steps have already stepped
+                cast(Any, loss).backward()
+                run.opt.step()
+            run.log.step += 1
+            self._count_batch()
+            if update_due(cfg, run.log.step, run.loss_fn):
+                _, tracker = self.evaluate(
+                    run.model, run.splits.val, run.splits.num_classes, run.splits.class_counts
+                )
+                cast(Any, run.loss_fn).update_weights(tracker)
+                run.train_model.train()
+        _check_finite(losses, checked, b + 1, epoch, run.ckpt_path)
+        return losses[: b + 1]
+
+    def _validate(self, run: _Run, epoch: int) -> tuple[dict[str, Any] | None, Tensor | None]:
+        """The validation pass after ``epoch`` when one is due (:func:`validation_due`), and
+        what learns from it (CDB weights, the CDB-S sampler); returns the summary (``None``
+        without a pass) and the loss's class weights after it."""
+        info, splits = self.dist, run.splits
+        assert info is not None
+        val: dict[str, Any] | None = None
+        weights = getattr(run.loss_fn, "weight", None)
+        if validation_due(self.cfg, epoch, run.loss_fn, run.sampler):
+            val, tracker = self.evaluate(
+                run.model, splits.val, splits.num_classes, splits.class_counts
+            )
+            weights = learn_from_validation(run.loss_fn, run.sampler, tracker, weights)
+        if info.distributed and weights is not None:
+            _check_same_on_all_ranks(
+                weights.to(info.device), f"class weights after epoch {epoch + 1}"
+            )
+        return val, weights
+
+    def _save(self, run: _Run, epoch: int) -> None:
+        """Write the checkpoint of ``epoch`` and ``metrics.jsonl``."""
+        state = run.log.checkpoint(
+            epoch,
+            model=run.model.state_dict(),
+            optimizer=run.opt.state_dict(),
+            loss=run.loss_fn.state_dict(),
+            meta=run.meta_step.state_dict() if run.meta_step is not None else None,
+            sampler=run.sampler.state_dict() if run.sampler is not None else None,
+        )
+        save_checkpoint(run.ckpt_path, state)
+        write_metrics(self.out_dir, run.log.history)
+        self._saved_epoch = epoch + 1
+
+    def _finish(self, run: _Run) -> dict[str, Any]:
+        """Test the last model (and the best, with ``select: best``); write ``result.json``."""
+        assert self.dist is not None
+        cfg, splits = self.cfg, run.splits
+        c = splits.num_classes
+        test_last, _ = self.evaluate(run.model, splits.test, c, splits.class_counts)
+        test_best = None
+        if cfg.train.select == "best" and run.log.best["state"] is not None:
+            run.model.load_state_dict(run.log.best["state"])
+            test_best, _ = self.evaluate(run.model, splits.test, c, splits.class_counts)
+        result = run_result(cfg, splits, self.dist.world_size, run.log, test_last, test_best)
+        if self.dist.is_main:
             atomic_write_json(self.out_dir / "result.json", result)
         return result
 

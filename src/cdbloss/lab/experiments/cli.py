@@ -33,7 +33,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    statuses = run_sweep(cfg, out, workers=args.workers)
+    statuses = run_sweep(cfg, out, workers=args.workers, fuse=True if args.fuse else None)
     failed = [k for k, v in statuses.items() if v["status"] != "done"]
     if args.report:
         from cdbloss.lab.experiments.report import write_report
@@ -121,6 +121,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--out", help="sweep folder (default runs/<name>)")
     p.add_argument("--report", action="store_true", help="write the report when done")
+    p.add_argument(
+        "--fuse",
+        action="store_true",
+        help="train runs that differ only in loss and optimiser settings as one vmapped "
+        "model (as sweep.fuse: true; docs/engine.md)",
+    )
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser(

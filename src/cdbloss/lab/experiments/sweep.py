@@ -44,11 +44,14 @@ from cdbloss.lab.engine.config import (
 from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
 from cdbloss.lab.engine.trainer import experiment_differences
 
-__all__ = ["VARIANTS", "SweepRun", "expand_grid", "pace_text", "run_sweep"]
+__all__ = ["FUSE", "VARIANTS", "SweepRun", "expand_grid", "pace_text", "plan_jobs", "run_sweep"]
 
 #: A sweep key whose values are mappings of overrides applied together, e.g.
 #: ``variants: [{loss.name: ce}, {loss.name: ce, train.method: l2rw}]``.
 VARIANTS = "variants"
+#: A sweep key holding ``true`` or ``false``: train the grid's runs in fused groups
+#: (``cdbloss sweep --fuse``); not a grid axis.
+FUSE = "fuse"
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,12 @@ def expand_grid(cfg: ExperimentConfig) -> list[SweepRun]:
     """The runs of ``cfg.sweep`` (one run, the config itself, when there is no grid)."""
     base = config_to_dict(cfg)
     base.pop("sweep")
-    if not cfg.sweep:
+    if not any(key != FUSE for key in cfg.sweep):
         return [SweepRun(cfg.name, (), config_from_dict(base))]
     axes: list[list[tuple[tuple[str, Any], ...]]] = []
     for key, values in cfg.sweep.items():
+        if key == FUSE:
+            continue
         if not isinstance(values, list) or not values:
             raise ValueError(f"sweep key {key!r} must map to a non-empty list, got {values!r}")
         if key == VARIANTS:
@@ -127,20 +132,67 @@ def _run_one(cfg_dict: dict[str, Any], out_dir: str, threads: int) -> dict[str, 
         cfg = config_from_dict(cfg_dict)
         result = Trainer(cfg, run_dir).fit()
         (run_dir / "error.json").unlink(missing_ok=True)
-        return {
-            "status": "done",
-            "seconds": time.time() - start,
-            "test": result["test"]["top1_accuracy"],
-        }
+        return _done_record(result, start)
     except Exception as err:  # a failed run must not stop the sweep
-        record = {
-            "status": "failed",
-            "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(),
-            "seconds": time.time() - start,
-        }
-        atomic_write_json(run_dir / "error.json", record)
-        return record
+        return _failed_record(run_dir, err, traceback.format_exc(), start)
+
+
+def _done_record(result: dict[str, Any], start: float) -> dict[str, Any]:
+    return {
+        "status": "done",
+        "seconds": time.time() - start,
+        "test": result["test"]["top1_accuracy"],
+    }
+
+
+def _failed_record(run_dir: Path, err: BaseException, trace: str, start: float) -> dict[str, Any]:
+    """A failed run's status, also written to its ``error.json``."""
+    record = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "traceback": trace,
+        "seconds": time.time() - start,
+    }
+    atomic_write_json(run_dir / "error.json", record)
+    return record
+
+
+def _run_fused(
+    cfg_dicts: list[dict[str, Any]], out_dirs: list[str], threads: int
+) -> list[dict[str, Any]]:
+    """Worker body of a fused group (:mod:`cdbloss.lab.engine.fused`): one status per run,
+    each failed one recorded in its ``error.json`` as :func:`_run_one` records it."""
+    import torch
+
+    from cdbloss.lab.engine.fused import FusedTrainer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    dirs = [Path(d) for d in out_dirs]
+    start = time.time()
+    try:
+        outcomes = FusedTrainer([config_from_dict(d) for d in cfg_dicts], dirs).fit_all()
+    except Exception as err:  # the whole group failed: each run records it
+        trace = traceback.format_exc()
+        return [_failed_record(d, err, trace, start) for d in dirs]
+    records = []
+    for run_dir, outcome in zip(dirs, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            trace = "".join(getattr(outcome, "__notes__", [])) or repr(outcome)
+            records.append(_failed_record(run_dir, outcome, trace, start))
+        else:
+            (run_dir / "error.json").unlink(missing_ok=True)
+            records.append(_done_record(outcome, start))
+    return records
+
+
+def _run_job(
+    cfg_dicts: list[dict[str, Any]], out_dirs: list[str], threads: int
+) -> list[dict[str, Any]]:
+    """One run (:func:`_run_one`) or a fused group of them (:func:`_run_fused`)."""
+    if len(cfg_dicts) == 1:
+        return [_run_one(cfg_dicts[0], out_dirs[0], threads)]
+    return _run_fused(cfg_dicts, out_dirs, threads)
 
 
 #: Set in a worker while it trains a run: a stop request then unwinds the run (its
@@ -175,12 +227,14 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watch, name="cdbloss-parent-watch", daemon=True).start()
 
 
-def _run_in_worker(cfg_dict: dict[str, Any], out_dir: str, threads: int) -> dict[str, Any]:
-    """:func:`_run_one` in a pool worker: a stopped run ends the worker process."""
+def _run_in_worker(
+    cfg_dicts: list[dict[str, Any]], out_dirs: list[str], threads: int
+) -> list[dict[str, Any]]:
+    """:func:`_run_job` in a pool worker: a stopped run ends the worker process."""
     global _IN_RUN
     _IN_RUN = True
     try:
-        return _run_one(cfg_dict, out_dir, threads)
+        return _run_job(cfg_dicts, out_dirs, threads)
     except KeyboardInterrupt:
         os._exit(143)
     finally:
@@ -226,6 +280,7 @@ def run_sweep(
     out_dir: str | Path,
     workers: int = 1,
     progress: bool = True,
+    fuse: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every point of ``cfg``'s grid into ``out_dir/<run_id>``.
 
@@ -234,6 +289,9 @@ def run_sweep(
         out_dir: the sweep folder (holds ``sweep.json`` and one folder per run).
         workers: parallel worker processes; each gets ``cores // workers`` torch threads.
         progress: print a line per finished run.
+        fuse: train the runs that can share a model's code, data stream and schedule as
+            fused groups (:mod:`cdbloss.lab.engine.fused`); ``None``: as the config's
+            ``sweep.fuse`` says (default false).
 
     Returns:
         ``run_id -> status record``; also written to ``out_dir/sweep.json``.
@@ -244,7 +302,8 @@ def run_sweep(
     check_sweep_folder(out)
     runs = expand_grid(cfg)
     with folder_lock(out, SWEEP_LOCK_NAME, "sweep folder"):
-        return _run_sweep(cfg, out, runs, workers, progress)
+        fused = bool(cfg.sweep.get(FUSE, False)) if fuse is None else fuse
+        return _run_sweep(cfg, out, runs, workers, progress, fused)
 
 
 def _finished_and_todo(
@@ -266,14 +325,14 @@ def _finished_and_todo(
 
 def _run_in_pool(
     out: Path,
-    todo: list[SweepRun],
-    configs: list[dict[str, Any]],
+    jobs: list[list[tuple[SweepRun, dict[str, Any]]]],
     workers: int,
     threads: int,
     statuses: dict[str, dict[str, Any]],
     report: Callable[[str], None],
 ) -> None:
-    """Train ``todo`` in ``workers`` spawned processes, filling ``statuses`` as each ends.
+    """Train ``jobs`` (each one run or a fused group) in ``workers`` spawned processes,
+    filling ``statuses`` as each ends.
 
     On Ctrl-C the workers are stopped (each keeps its last checkpoint) and the
     ``KeyboardInterrupt`` goes on to the caller.
@@ -286,17 +345,22 @@ def _run_in_pool(
     )
     try:
         futures = {
-            pool.submit(_run_in_worker, d, str(out / run.run_id), threads): run.run_id
-            for run, d in zip(todo, configs, strict=True)
+            pool.submit(
+                _run_in_worker, [d for _, d in job], [str(out / r.run_id) for r, _ in job], threads
+            ): [r.run_id for r, _ in job]
+            for job in jobs
         }
         for fut in cf.as_completed(futures):
-            run_id = futures[fut]
+            run_ids = futures[fut]
             try:
-                statuses[run_id] = fut.result()
+                records = fut.result()
             except Exception as err:  # the worker process itself died
-                statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
-                atomic_write_json(out / run_id / "error.json", statuses[run_id])
-            report(run_id)
+                records = [{"status": "failed", "error": f"worker died: {err}"} for _ in run_ids]
+                for run_id, record in zip(run_ids, records, strict=True):
+                    atomic_write_json(out / run_id / "error.json", record)
+            for run_id, record in zip(run_ids, records, strict=True):
+                statuses[run_id] = record
+                report(run_id)  # one at a time: the count it prints goes up by one
     except KeyboardInterrupt:
         _stop_workers(pool)
         raise
@@ -304,13 +368,54 @@ def _run_in_pool(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def plan_jobs(out: Path, todo: list[SweepRun], fuse: bool) -> list[list[SweepRun]]:
+    """The runs in jobs: one run each, or with ``fuse`` the runs that can train together
+    (the same :func:`~cdbloss.lab.engine.fused.fuse_key` and resume epoch) as one job,
+    placed where its first run stands in ``todo``."""
+    if not fuse:
+        return [[run] for run in todo]
+    from cdbloss.lab.engine.fused import fuse_key, why_not_fusable
+
+    groups: dict[str, list[SweepRun]] = {}
+    jobs: list[list[SweepRun]] = []
+    for run in todo:
+        if why_not_fusable(run.config) is not None:
+            jobs.append([run])
+            continue
+        key = f"{_saved_epochs(out / run.run_id)}:{fuse_key(run.config)}"
+        if key not in groups:
+            groups[key] = []
+            jobs.append(groups[key])
+        groups[key].append(run)
+    return jobs
+
+
+def _saved_epochs(run_dir: Path) -> int:
+    """The epochs a run's checkpoint holds (its ``metrics.jsonl`` lines; 0 without one)."""
+    if not (run_dir / "checkpoint.pt").exists() or not (run_dir / "metrics.jsonl").exists():
+        return 0
+    with open(run_dir / "metrics.jsonl", encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 def _run_sweep(
-    cfg: ExperimentConfig, out: Path, runs: list[SweepRun], workers: int, progress: bool
+    cfg: ExperimentConfig,
+    out: Path,
+    runs: list[SweepRun],
+    workers: int,
+    progress: bool,
+    fuse: bool = False,
 ) -> dict[str, dict[str, Any]]:
     statuses, todo = _finished_and_todo(out, runs)
+    jobs = plan_jobs(out, todo, fuse)
     if progress:
+        fused = sum(len(j) for j in jobs if len(j) > 1)
+        in_groups = (
+            f" ({fused} of them in {sum(len(j) > 1 for j in jobs)} fused groups)" if fused else ""
+        )
         print(
-            f"sweep {cfg.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run"
+            f"sweep {cfg.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
+            f"{len(todo)} to run{in_groups}"
         )
     threads = max(1, (os.cpu_count() or 1) // workers)
     start = time.perf_counter()
@@ -337,28 +442,31 @@ def _run_sweep(
             "command resumes the others, each from its last checkpoint"
         )
 
-    quiet = []
-    for run in todo:
-        d = config_to_dict(run.config)
-        d["train"]["progress"] = False  # one console, many workers
-        quiet.append(d)
-    if workers == 1:
-        try:
-            for run, d in zip(todo, quiet, strict=True):
-                statuses[run.run_id] = _run_one(d, str(out / run.run_id), 0)
-                report(run.run_id)
-        except KeyboardInterrupt:
-            raise stopped() from None
-    else:
-        try:
-            _run_in_pool(out, todo, quiet, workers, threads, statuses, report)
-        except KeyboardInterrupt:
-            raise stopped() from None
+    quiet = [[(run, _quiet(run)) for run in job] for job in jobs]
+    try:
+        if workers == 1:
+            for job in quiet:
+                dirs = [str(out / r.run_id) for r, _ in job]
+                records = _run_job([d for _, d in job], dirs, 0)
+                for (run, _), record in zip(job, records, strict=True):
+                    statuses[run.run_id] = record
+                    report(run.run_id)
+        else:
+            _run_in_pool(out, quiet, workers, threads, statuses, report)
+    except KeyboardInterrupt:
+        raise stopped() from None
     ordered = _write_status(out, cfg.name, runs, statuses, "failed")
     failed = [k for k, v in ordered.items() if v["status"] != "done"]
     if progress and failed:
         print(f"{len(failed)} run(s) failed: {failed} (see their error.json)")
     return ordered
+
+
+def _quiet(run: SweepRun) -> dict[str, Any]:
+    """The run's config as plain data, without progress bars (one console, many workers)."""
+    d = config_to_dict(run.config)
+    d["train"]["progress"] = False
+    return d
 
 
 def _write_status(
