@@ -8,13 +8,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from cdbloss.cdb import CDBWeighting
+from cdbloss.cdb import PAPER_RULE, CDBWeighting
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.losses._common import check_reduction
 from cdbloss.losses.base import ClassWeightedLoss
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.focal import _check_gamma, focal_loss
 from cdbloss.losses.logit_adjusted import log_prior
+from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import TauSpec
 
 __all__ = ["BASES", "CDB_BASES", "BaseWeightedLoss", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
@@ -113,6 +114,30 @@ class BaseWeightedLoss(ClassWeightedLoss):
         )
 
 
+@register_loss("cdb-ce", description="CDB with cross-entropy (Sinha et al. 2020)", base="ce")
+@register_loss(
+    "cdb-ce-paper",
+    description="CDB-CE as the paper writes it: Eq. 3 dynamic tau, eps 1e-4, weighted mean",
+    **{**PAPER_RULE, "base": "ce", "reduction": "mean"},
+)
+@register_loss(
+    "cdb-ce-authors",
+    description="CDB-CE as the authors' CIFAR code runs it: sigmoid tau, eps 0.01, mean over N",
+    **{
+        **PAPER_RULE,
+        "base": "ce",
+        "tau": "dynamic-sigmoid",
+        "eps": 0.01,
+        "reduction": "sample_mean",
+    },
+)
+@register_loss(
+    "cdb-bs",
+    needs_counts=True,
+    description="CDB weights over the Balanced Softmax loss (not in the paper)",
+    base="balanced-softmax",
+)
+@register_loss("cdb-focal", description="CDB with focal loss", base="focal")
 class CDBLoss(nn.Module):
     r"""Class-wise Difficulty-Balanced loss: a weighted loss plus a :class:`~cdbloss.CDBWeighting`.
 

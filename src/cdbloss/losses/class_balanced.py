@@ -8,6 +8,7 @@ from torch import Tensor
 
 from cdbloss.losses.base import counts_tensor
 from cdbloss.losses.cdb import BaseWeightedLoss, cdb_loss
+from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import class_balanced_weights
 
 __all__ = ["ClassBalancedLoss", "class_balanced_loss"]
@@ -40,6 +41,8 @@ def class_balanced_loss(
     return cdb_loss(logits, target, weight.to(logits.device), base, gamma, reduction, ignore_index)
 
 
+@register_loss("cb-ce", description="class-balanced CE (Cui et al. 2019)", base="ce")
+@register_loss("cb-focal", description="class-balanced focal", base="focal")
 class ClassBalancedLoss(BaseWeightedLoss):
     """Class-balanced loss as a module; weights fixed from ``class_counts``.
 

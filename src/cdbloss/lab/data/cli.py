@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cdbloss.lab.data.base import DataSplits, get_protocol
-from cdbloss.lab.data.protocols import import_protocols
+from cdbloss.lab.data.base import PROTOCOLS, DataSplits, get_protocol
 
 __all__ = [
     "SOURCES",
@@ -374,7 +373,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_args: argparse.Namespace) -> int:
-    for name, factory in sorted(import_protocols().items()):
+    for name, factory in sorted(PROTOCOLS.items()):
         opts = []
         for n, p in inspect.signature(factory).parameters.items():
             if p.kind not in (
@@ -408,7 +407,6 @@ def protocol_help(name: str, factory: Callable[..., DataSplits]) -> str:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import_protocols()
     factory = get_protocol(args.name)
     if any(tok in ("-h", "--help") for tok in args.options):
         print(protocol_help(args.name, factory))
