@@ -1,0 +1,126 @@
+"""The code's shape, read from the source with ast: no import cycle among cdbloss modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+# ---------------------------------------------------------------- import cycles
+
+
+def _modules(root: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every ``.py`` under ``root`` (a package dir)."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Which modules of the package at ``root`` each of its modules imports.
+
+    Every import statement counts, at module level or inside a function (a
+    lazy import is still a dependency; one that hides a cycle still ties the
+    two modules together). ``from a.b import c`` is an edge to ``a.b.c`` when
+    that is a module, else to ``a.b``; relative imports are resolved.
+    """
+    modules = _modules(root)
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base_parts = package[: len(package) - node.level + 1]
+                    base = ".".join(base_parts + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                for alias in node.names:
+                    if f"{base}.{alias.name}" in modules:
+                        edges.add(f"{base}.{alias.name}")
+                    elif base in modules:
+                        edges.add(base)
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_no_import_cycle_among_cdbloss_modules() -> None:
+    graph = import_graph(SRC / "cdbloss")
+    assert len(graph) > 50 and "cdbloss.lab.data.base" in graph["cdbloss.lab.data.protocols"]
+    assert cycles(graph) == [], "modules that import each other (directly or in a ring)"
+
+
+def test_the_cycle_finder_finds_cycles(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "",
+        "a.py": "from pkg.b import x\n",
+        "b.py": "def f():\n    from . import a\n",  # a lazy import closes the ring
+        "c.py": "import pkg.a\n",
+        "sub/__init__.py": "from .d import y\n",
+        "sub/d.py": "from ..sub import e\n",
+        "sub/e.py": "from pkg.sub.d import y\n",
+    }
+    for rel, text in files.items():
+        (pkg / rel).write_text(text)
+    graph = import_graph(pkg)
+    assert graph["pkg.c"] == {"pkg.a"} and graph["pkg.sub"] == {"pkg.sub.d"}
+    assert cycles(graph) == [["pkg.a", "pkg.b"], ["pkg.sub.d", "pkg.sub.e"]]
+
+
+@pytest.mark.parametrize("text", ["import pkg.a\n", "from pkg import a\n", "from . import a\n"])
+def test_every_import_form_is_an_edge(tmp_path: Path, text: str) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("")
+    (pkg / "b.py").write_text(text)
+    assert import_graph(pkg)["pkg.b"] == {"pkg.a"}
