@@ -153,6 +153,29 @@ def test_bad_input_is_a_clear_value_error(name: str) -> None:
         build_loss(name, C, class_counts=COUNTS, reduction="avg")
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_loss_module_derives_from_the_one_base_class(name: str) -> None:
+    from cdbloss.losses import ClassWeightedLoss
+
+    m = make(name)
+    assert isinstance(m, ClassWeightedLoss)
+    assert m.weight.shape == (C,) and m.num_classes == C and m.reduction == "mean"
+    assert m.weight_positive() == bool((m.weight > 0).all())
+    # one copy of the weights in the state: CDB keeps them in its weighting only
+    keys = set(m.state_dict())
+    assert ("weight" in keys) != ("weighting.weight" in keys)
+
+
+def test_a_subclass_that_provides_weight_takes_none() -> None:
+    from cdbloss.losses import ClassWeightedLoss
+
+    with pytest.raises(ValueError, match="weight must be None"):
+        ClassWeightedLoss(2, torch.ones(2), weight_buffer=False)
+    loss = build_loss("cdb-ce", C)
+    with pytest.raises(AttributeError, match="update_weights"):
+        loss.weight = torch.ones(C)
+
+
 def test_needs_counts_is_read_from_the_constructors() -> None:
     # the decorator derives it from a required class_counts argument; cdb-bs sets it
     needs = {name for name, spec in LOSSES.items() if spec.needs_counts}

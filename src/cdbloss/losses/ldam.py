@@ -70,7 +70,8 @@ def ldam_loss(
         {e^{s (z_{y_i} - \Delta_{y_i})} + \sum_{k \ne y_i} e^{s z_k}}
 
     Cao et al. apply it to cosine logits in ``[-1, 1]`` (a normalised linear
-    head, e.g. ``resnet32`` with ``normed_linear=True``) with ``s = 30``.
+    head: :class:`cdbloss.lab.models.layers.NormedLinear`, e.g. ``resnet32``
+    with ``normed_linear=True``) with ``s = 30``.
 
     Args:
         logits: ``(N, C)``; target: ``(N,)``.
