@@ -59,11 +59,9 @@ import torch
 
 from cdbloss.lab.data.base import DataSplits, register_protocol
 from cdbloss.lab.data.cache import (
-    atomic_write,
     cache_root,
     file_digest,
     find_shared,
-    progress,
     safe_member_name,
     verify_digest,
 )
@@ -75,6 +73,7 @@ from cdbloss.lab.data.tensor_dataset import (
     ScaleNormalize,
     TensorImageDataset,
 )
+from cdbloss.lab.io import atomic_write, progress
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -591,7 +590,7 @@ def read_cifar_imagefolder(
         total = sum(len(ns) for g in groups.values() for ns in g.values())
         t0 = time.perf_counter()
         print(f"decoding {total} images from {p} (once; the result is cached)", file=sys.stderr)
-        bar = iter(progress(range(total), total=total, desc=f"decoding {p.name}"))
+        bar = iter(progress(range(total), total, f"decoding {p.name}", unit="img"))
         for split in ("train", "test"):
             members = [(n, y) for y, c in enumerate(order) for n in sorted(groups[split][c])]
             x = np.empty((len(members), 3, 32, 32), dtype=np.uint8)

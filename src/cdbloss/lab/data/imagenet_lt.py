@@ -42,6 +42,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+from cdbloss.lab.metrics import shot_groups
+
 from .base import DataSplits, register_protocol
 from .cache import find_shared
 from .images import (
@@ -73,7 +75,6 @@ __all__ = [
     "imagenet_lt",
     "imagenet_lt_transforms",
     "map_oltr_path",
-    "shot_groups",
 ]
 
 NUM_CLASSES = 1000
@@ -113,15 +114,6 @@ def map_oltr_path(rel: str) -> str:
     if head == "val":
         return "ILSVRC2012_img_val/" + rest.rsplit("/", 1)[-1]
     return rel
-
-
-def shot_groups(counts: list[int]) -> dict[str, list[int]]:
-    """Class indices of the many- (> 100), medium- (20..100) and few-shot (< 20) groups."""
-    return {
-        "many": [c for c, n in enumerate(counts) if n > 100],
-        "medium": [c for c, n in enumerate(counts) if 20 <= n <= 100],
-        "few": [c for c, n in enumerate(counts) if n < 20],
-    }
 
 
 def imagenet_lt_transforms(
@@ -289,6 +281,9 @@ def imagenet_lt(
             "color_jitter": color_jitter,
             "max_per_class": max(counts),
             "min_per_class": min(counts),
-            "shot_groups": shot_groups(counts),
+            "shot_groups": {  # class indices of each group (metrics.shot_groups's masks)
+                group: mask.nonzero().flatten().tolist()
+                for group, mask in shot_groups(counts).items()
+            },
         },
     )
