@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -38,6 +39,7 @@ __all__ = [
     "find_shared",
     "safe_member_name",
     "shared_data_dirs",
+    "split_files",
     "verify_digest",
 ]
 
@@ -150,3 +152,22 @@ def safe_member_name(name: str, archive: str | os.PathLike[str]) -> PurePosixPat
     if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
         raise ValueError(f"{archive}: refusing unsafe member name {name!r} (escapes its folder)")
     return p
+
+
+def split_files(
+    folder: Path, names: Mapping[str, str], what: str, hint: str = ""
+) -> dict[str, Path]:
+    """``{split: folder / name}`` for a protocol's split files, every one present.
+
+    Raises:
+        FileNotFoundError: ``"<what>(s) <missing files> (expected <names> in <folder>). <hint>"``,
+            e.g. ``what="egtea: missing split file"``.
+    """
+    paths = {split: folder / name for split, name in names.items()}
+    absent = [str(p) for p in paths.values() if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(
+            f"{what}(s) " + ", ".join(absent) + f" (expected "
+            f"{', '.join(names.values())} in {folder}). " + hint
+        )
+    return paths

@@ -68,7 +68,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .base import DataSplits, register_protocol
-from .cache import find_shared
+from .cache import find_shared, split_files
 from .images import IMAGE_EXTENSIONS, is_image_file
 from .longtail import class_counts
 from .transforms import (
@@ -436,13 +436,7 @@ def _read_splits(
     """``(root, {split: file}, {split: entries})``: the frames root must be a folder,
     and with ``verify_files`` hold every listed clip."""
     lists = _resolve_lists_dir(lists_dir)
-    paths = {s: lists / name for s, name in SPLIT_FILES.items()}
-    absent = [str(p) for p in paths.values() if not p.is_file()]
-    if absent:
-        raise FileNotFoundError(
-            "egtea: missing split file(s) " + ", ".join(absent) + f" (expected "
-            f"{', '.join(SPLIT_FILES.values())} in {lists}). " + _GET_LISTS
-        )
+    paths = split_files(lists, SPLIT_FILES, "egtea: missing split file", _GET_LISTS)
     entries = {s: read_split_file(p) for s, p in paths.items()}
     if root is None or not Path(root).is_dir():
         where = "root was not given" if root is None else f"{str(root)!r} is not a directory"

@@ -45,7 +45,7 @@ from typing import Any, Literal
 from cdbloss.lab.metrics import shot_groups
 
 from .base import DataSplits, register_protocol
-from .cache import find_shared
+from .cache import find_shared, split_files
 from .images import (
     ImageDataset,
     ImageStore,
@@ -191,13 +191,7 @@ def _read_lists(
     """The split lists' entries and files, ``{split: entries}``, ``{split: path}``; a list
     whose length is not the OLTR list's gets a warning."""
     lists = _resolve_lists_dir(lists_dir, Path(root) if root is not None else None)
-    paths = {split: lists / name for split, name in LIST_FILES.items()}
-    absent = [str(p) for p in paths.values() if not p.is_file()]
-    if absent:
-        raise FileNotFoundError(
-            "imagenet-lt: missing split list(s) " + ", ".join(absent) + f" (expected "
-            f"{', '.join(LIST_FILES.values())} in {lists}). " + _GET_LISTS
-        )
+    paths = split_files(lists, LIST_FILES, "imagenet-lt: missing split list", _GET_LISTS)
     entries = {s: read_list_file(p, num_classes=NUM_CLASSES) for s, p in paths.items()}
     sources = {s: str(p) for s, p in paths.items()}
     for split, want in EXPECTED_COUNTS.items():
