@@ -215,18 +215,24 @@ def cdb_weights(
     difficulty = (1.0 - acc64).clamp_min(float(min_difficulty))
     if solved_accuracy < 1.0:
         difficulty = torch.where(acc64 >= solved_accuracy, 0.0, difficulty)  # NaN stays NaN
-    weights = difficulty.pow(t)  # pow(0, 0) == 1, so tau = 0 gives ones
-    if bool(nan.all()):
-        weights = torch.ones_like(acc64)
-    elif bool(nan.any()):
-        weights = torch.where(nan, weights[~nan].mean(), weights)
-    if float(weights.sum()) <= 0:
-        weights = torch.ones_like(weights)
+    weights = _finite_weights(difficulty.pow(t), nan)  # pow(0, 0) == 1: tau = 0 gives ones
     if max_ratio is not None:
         weights = weights.clamp_min(float(weights.max()) / max_ratio)
     if normalize:
         weights = normalize_weights(weights)
     return weights.to(out_dtype)
+
+
+def _finite_weights(weights: Tensor, nan: Tensor) -> Tensor:
+    """:func:`cdb_weights`'s edge cases: a class whose accuracy is NaN (mask ``nan``) gets
+    the mean weight of the measured classes; no measured class, or all weights 0: ones."""
+    if bool(nan.all()):
+        return torch.ones_like(weights)
+    if bool(nan.any()):
+        weights = torch.where(nan, weights[~nan].mean(), weights)
+    if float(weights.sum()) <= 0:
+        return torch.ones_like(weights)
+    return weights
 
 
 def check_unit_interval(value: float, name: str, *, upper_closed: bool = False) -> None:

@@ -153,6 +153,49 @@ def test_bad_input_is_a_clear_value_error(name: str) -> None:
         build_loss(name, C, class_counts=COUNTS, reduction="avg")
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_loss_module_derives_from_the_one_base_class(name: str) -> None:
+    from cdbloss.losses import ClassWeightedLoss
+
+    m = make(name)
+    assert isinstance(m, ClassWeightedLoss)
+    assert m.weight.shape == (C,) and m.num_classes == C and m.reduction == "mean"
+    assert m.weight_positive() == bool((m.weight > 0).all())
+    # one copy of the weights in the state: CDB keeps them in its weighting only
+    keys = set(m.state_dict())
+    assert ("weight" in keys) != ("weighting.weight" in keys)
+
+
+def test_a_subclass_that_provides_weight_takes_none() -> None:
+    from cdbloss.losses import ClassWeightedLoss
+
+    with pytest.raises(ValueError, match="weight must be None"):
+        ClassWeightedLoss(2, torch.ones(2), weight_buffer=False)
+    loss = build_loss("cdb-ce", C)
+    with pytest.raises(AttributeError, match="update_weights"):
+        loss.weight = torch.ones(C)
+
+
+def test_needs_counts_is_read_from_the_constructors() -> None:
+    # the decorator derives it from a required class_counts argument; cdb-bs sets it
+    needs = {name for name, spec in LOSSES.items() if spec.needs_counts}
+    assert needs == {
+        "ifw",
+        "ifw-sqrt",
+        "cb-ce",
+        "cb-focal",
+        "ldam",
+        "ldam-drw",
+        "balanced-softmax",
+        "logit-adjusted",
+        "eql",
+        "cdb-bs",
+    }
+    for name in needs:
+        with pytest.raises(ValueError, match=f"loss '{name}' needs class_counts"):
+            build_loss(name, C)
+
+
 def test_registry_errors() -> None:
     with pytest.raises(ValueError, match="unknown loss 'dice'; known: "):
         build_loss("dice", C)
@@ -195,8 +238,9 @@ def test_no_nan_or_inf(
 def test_resolved_options_name_the_cdb_defaults_that_are_not_the_papers() -> None:
     from cdbloss.losses import LOSSES
     from cdbloss.losses.cdb import CDBLoss
-    from cdbloss.losses.registry import LossSpec, resolved_options
+    from cdbloss.losses.registry import register_loss, resolved_options
 
+    @register_loss("cdb-smoothed")
     class Smoothed(CDBLoss):  # a CDB loss whose own defaults leave the paper's rule
         def __init__(self, num_classes: int, momentum: float = 0.9, **kw: Any) -> None:
             super().__init__(num_classes, momentum=momentum, **kw)
@@ -209,7 +253,6 @@ def test_resolved_options_name_the_cdb_defaults_that_are_not_the_papers() -> Non
         "momentum": 0.9,
         "max_ratio": 10.0,
     }
-    LOSSES["cdb-smoothed"] = LossSpec("cdb-smoothed", Smoothed, False, {}, "")
     try:
         recipe = {"tau": "dynamic-sigmoid", "eps": 0.01, "max_ratio": 10.0}  # CDBLoss's own
         assert resolved_options("cdb-smoothed", {"tau": 1.0}) == {
@@ -219,6 +262,6 @@ def test_resolved_options_name_the_cdb_defaults_that_are_not_the_papers() -> Non
         }
         assert resolved_options("cdb-smoothed", {"momentum": 0.0}) == {"momentum": 0.0, **recipe}
     finally:
-        del LOSSES["cdb-smoothed"]
+        LOSSES.remove("cdb-smoothed")
     with pytest.raises(ValueError, match="unknown loss 'nope'"):
         resolved_options("nope", {})

@@ -1,4 +1,4 @@
-"""The base module every class-weighted loss shares."""
+"""The one base class of every loss module: per-class weights, a reduction, ``ignore_index``."""
 
 from __future__ import annotations
 
@@ -28,10 +28,13 @@ def counts_tensor(class_counts: Sequence[int] | Tensor, num_classes: int) -> Ten
 
 
 class ClassWeightedLoss(nn.Module):
-    """A loss over ``logits (N, C)`` and ``target (N,)`` with per-class weights in a buffer.
+    """A loss over ``logits (N, C)`` and ``target (N,)`` with per-class weights ``weight``.
 
-    The current weights live in the registered buffer ``weight`` (``(C,)``
-    float32), so ``state_dict()`` carries them and ``.to(device)`` moves them.
+    Every loss module of :mod:`cdbloss.losses` derives from it. The current
+    weights are ``weight`` (``(C,)`` float32): a registered buffer of the loss
+    (so ``state_dict()`` carries them and ``.to(device)`` moves them), or, with
+    ``weight_buffer=False``, a property of a subclass that keeps them elsewhere
+    (:class:`~cdbloss.CDBLoss` reads them from its :class:`~cdbloss.CDBWeighting`).
     Subclasses implement ``forward`` by delegating to their functional form.
 
     Args:
@@ -40,6 +43,8 @@ class ClassWeightedLoss(nn.Module):
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` | ``"sample_mean"``
             (see :mod:`cdbloss.losses._common`).
         ignore_index: targets equal to it contribute nothing.
+        weight_buffer: register the ``weight`` buffer (``False``: the subclass
+            provides ``weight``, and ``weight`` must be ``None``).
     """
 
     weight: Tensor
@@ -50,6 +55,8 @@ class ClassWeightedLoss(nn.Module):
         weight: Tensor | None = None,
         reduction: str = "mean",
         ignore_index: int = -100,
+        *,
+        weight_buffer: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -58,8 +65,13 @@ class ClassWeightedLoss(nn.Module):
         self.num_classes = num_classes
         self.reduction = reduction
         self.ignore_index = ignore_index
-        init = torch.ones(num_classes) if weight is None else self._checked_weight(weight)
-        self.register_buffer("weight", init.to(torch.float32).clone())
+        if weight_buffer:
+            init = torch.ones(num_classes) if weight is None else self._checked_weight(weight)
+            self.register_buffer("weight", init.to(torch.float32).clone())
+        elif weight is not None:
+            raise ValueError(
+                "weight must be None when the subclass provides it (weight_buffer=False)"
+            )
         self._positive_key: tuple[int, int] | None = None
         self._positive = True
 

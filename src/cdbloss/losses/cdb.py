@@ -6,18 +6,18 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from cdbloss.cdb import CDBWeighting
+from cdbloss.cdb import PAPER_RULE, CDBWeighting
 from cdbloss.difficulty import ClassDifficulty
-from cdbloss.losses._common import check_reduction
 from cdbloss.losses.base import ClassWeightedLoss
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.focal import _check_gamma, focal_loss
 from cdbloss.losses.logit_adjusted import log_prior
+from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import TauSpec
 
-__all__ = ["BASES", "CDB_BASES", "BaseWeightedLoss", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
+__all__ = ["BASES", "CDB_BASES", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
 
 Base = Literal["ce", "focal"]
 BASES: tuple[str, ...] = ("ce", "focal")
@@ -76,44 +76,31 @@ def cdb_cross_entropy(
     return cdb_loss(logits, target, weight, "ce", reduction=reduction, ignore_index=ignore_index)
 
 
-class BaseWeightedLoss(ClassWeightedLoss):
-    """Cross-entropy or softmax focal loss with the per-class weights of the ``weight`` buffer.
-
-    What CDB and class-balanced losses share: :func:`cdb_loss` over the buffer.
-    Subclasses decide where the weights come from (fixed from class counts,
-    or updated from validation accuracy).
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        weight: Tensor | None,
-        base: str,
-        gamma: float,
-        reduction: str,
-        ignore_index: int,
-    ) -> None:
-        if base not in BASES:
-            raise ValueError(f"base must be one of {BASES}, got {base!r}")
-        _check_gamma(gamma)
-        super().__init__(num_classes, weight, reduction, ignore_index)
-        self.base = base
-        self.gamma = float(gamma)
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return cdb_loss(
-            logits,
-            target,
-            self.weight,
-            self.base,
-            self.gamma,
-            self.reduction,
-            self.ignore_index,
-            weight_positive=self.weight_positive(),
-        )
-
-
-class CDBLoss(nn.Module):
+@register_loss("cdb-ce", description="CDB with cross-entropy (Sinha et al. 2020)", base="ce")
+@register_loss(
+    "cdb-ce-paper",
+    description="CDB-CE as the paper writes it: Eq. 3 dynamic tau, eps 1e-4, weighted mean",
+    **{**PAPER_RULE, "base": "ce", "reduction": "mean"},
+)
+@register_loss(
+    "cdb-ce-authors",
+    description="CDB-CE as the authors' CIFAR code runs it: sigmoid tau, eps 0.01, mean over N",
+    **{
+        **PAPER_RULE,
+        "base": "ce",
+        "tau": "dynamic-sigmoid",
+        "eps": 0.01,
+        "reduction": "sample_mean",
+    },
+)
+@register_loss(
+    "cdb-bs",
+    needs_counts=True,
+    description="CDB weights over the Balanced Softmax loss (not in the paper)",
+    base="balanced-softmax",
+)
+@register_loss("cdb-focal", description="CDB with focal loss", base="focal")
+class CDBLoss(ClassWeightedLoss):
     r"""Class-wise Difficulty-Balanced loss: a weighted loss plus a :class:`~cdbloss.CDBWeighting`.
 
     The weights live in ``loss.weighting`` (its buffers, so ``state_dict()``
@@ -177,8 +164,7 @@ class CDBLoss(nn.Module):
         swing_patience: int = 3,
         class_counts: Sequence[int] | Tensor | None = None,
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
+        super().__init__(num_classes, None, reduction, ignore_index, weight_buffer=False)
         if base not in CDB_BASES:
             raise ValueError(f"base must be one of {CDB_BASES}, got {base!r}")
         _check_gamma(gamma)
@@ -196,11 +182,8 @@ class CDBLoss(nn.Module):
             source=source,
             swing_patience=swing_patience,
         )
-        self.num_classes = num_classes
         self.base = base
         self.gamma = float(gamma)
-        self.reduction = reduction
-        self.ignore_index = ignore_index
         if base == "balanced-softmax":
             if class_counts is None:
                 raise ValueError(
@@ -208,14 +191,19 @@ class CDBLoss(nn.Module):
                     "per class) for the prior log n_c"
                 )
             self.register_buffer("log_prior", log_prior(class_counts, num_classes).float())
-        self._positive_key: tuple[int, int] | None = None
-        self._positive = True
 
     # the weighting's settings and state, read through the loss
     @property
     def weight(self) -> Tensor:
         """The applied class weights ``(C,)`` (the weighting's buffer)."""
         return self.weighting.weight
+
+    @weight.setter
+    def weight(self, value: Tensor) -> None:
+        raise AttributeError(
+            "CDBLoss.weight is the weighting's buffer; set it with update_weights(accuracy) "
+            "or set_weight(weight)"
+        )
 
     @property
     def tau(self) -> TauSpec:
@@ -242,15 +230,6 @@ class CDBLoss(nn.Module):
     def accuracy(self) -> Tensor:
         """The accuracy the weights came from (after prior and moving average)."""
         return self.weighting.accuracy
-
-    def weight_positive(self) -> bool:
-        """Whether every class weight is > 0, cached until the buffer changes."""
-        w = self.weight
-        key = (id(w), w._version)
-        if key != self._positive_key:
-            self._positive = bool((w > 0).all())
-            self._positive_key = key
-        return self._positive
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.weighting.source == "train" and self.training and torch.is_grad_enabled():

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from cdbloss.losses.base import counts_tensor
-from cdbloss.losses.cdb import BaseWeightedLoss, cdb_loss
+from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
+from cdbloss.losses.cdb import BASES, cdb_loss
+from cdbloss.losses.focal import _check_gamma
+from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import class_balanced_weights
 
 __all__ = ["ClassBalancedLoss", "class_balanced_loss"]
@@ -40,7 +42,9 @@ def class_balanced_loss(
     return cdb_loss(logits, target, weight.to(logits.device), base, gamma, reduction, ignore_index)
 
 
-class ClassBalancedLoss(BaseWeightedLoss):
+@register_loss("cb-ce", description="class-balanced CE (Cui et al. 2019)", base="ce")
+@register_loss("cb-focal", description="class-balanced focal", base="focal")
+class ClassBalancedLoss(ClassWeightedLoss):
     """Class-balanced loss as a module; weights fixed from ``class_counts``.
 
     See :func:`class_balanced_loss`.
@@ -56,6 +60,23 @@ class ClassBalancedLoss(BaseWeightedLoss):
         reduction: str = "mean",
         ignore_index: int = -100,
     ) -> None:
+        if base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, got {base!r}")
+        _check_gamma(gamma)
         weight = class_balanced_weights(counts_tensor(class_counts, num_classes), beta=beta)
-        super().__init__(num_classes, weight, base, gamma, reduction, ignore_index)
+        super().__init__(num_classes, weight, reduction, ignore_index)
+        self.base = base
+        self.gamma = float(gamma)
         self.beta = beta
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return cdb_loss(
+            logits,
+            target,
+            self.weight,
+            self.base,
+            self.gamma,
+            self.reduction,
+            self.ignore_index,
+            weight_positive=self.weight_positive(),
+        )

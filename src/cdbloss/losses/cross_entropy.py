@@ -10,6 +10,7 @@ from torch import Tensor
 
 from cdbloss.losses._common import check_inputs, check_reduction, normalize_total, sample_weights
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
+from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import inverse_frequency_weights
 
 __all__ = [
@@ -82,6 +83,7 @@ def weighted_cross_entropy(
     return normalize_total(total, keep, w_i, reduction)
 
 
+@register_loss("ce", description="unweighted cross-entropy")
 class CrossEntropyLoss(ClassWeightedLoss):
     """Cross-entropy as a module; see :func:`weighted_cross_entropy`.
 
@@ -120,6 +122,8 @@ def inverse_frequency_cross_entropy(
     return weighted_cross_entropy(logits, target, weight.to(logits.device), reduction, ignore_index)
 
 
+@register_loss("ifw", description="inverse-frequency-weighted CE", power=1.0)
+@register_loss("ifw-sqrt", description="square-root inverse-frequency CE", power=0.5)
 class InverseFrequencyLoss(ClassWeightedLoss):
     """IFW cross-entropy as a module; weights fixed at construction from ``class_counts``.
 

@@ -11,6 +11,7 @@ from torch import Tensor
 from cdbloss.losses._common import check_inputs
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
+from cdbloss.losses.registry import register_loss
 
 __all__ = ["EqualizationLoss", "equalization_loss", "tail_mask"]
 
@@ -98,6 +99,7 @@ def _seql(
     return weighted_cross_entropy(masked, target, weight, reduction, ignore_index)
 
 
+@register_loss("eql", description="softmax equalization loss (Tan et al. 2020)")
 class EqualizationLoss(ClassWeightedLoss):
     """Softmax equalization loss as a module. See :func:`equalization_loss`.
 

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from cdbloss.losses._common import check_inputs, check_reduction, reduce_weighted
 from cdbloss.losses.base import ClassWeightedLoss
+from cdbloss.losses.registry import register_loss
 
 __all__ = ["FocalLoss", "focal_loss", "focal_term"]
 
@@ -77,6 +78,7 @@ def focal_loss(
     return reduce_weighted(per_sample, target, alpha, reduction, ignore_index, all_kept)
 
 
+@register_loss("focal", description="softmax focal loss (Lin et al. 2017)")
 class FocalLoss(ClassWeightedLoss):
     """Softmax focal loss as a module; ``alpha`` lives in the ``weight`` buffer.
 

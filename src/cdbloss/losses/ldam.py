@@ -11,6 +11,7 @@ from torch import Tensor
 from cdbloss.losses._common import check_inputs
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
+from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import class_balanced_weights
 
 __all__ = ["LDAMLoss", "drw_weights", "ldam_loss", "ldam_margins"]
@@ -69,7 +70,8 @@ def ldam_loss(
         {e^{s (z_{y_i} - \Delta_{y_i})} + \sum_{k \ne y_i} e^{s z_k}}
 
     Cao et al. apply it to cosine logits in ``[-1, 1]`` (a normalised linear
-    head, e.g. ``resnet32`` with ``normed_linear=True``) with ``s = 30``.
+    head: :class:`cdbloss.lab.models.layers.NormedLinear`, e.g. ``resnet32``
+    with ``normed_linear=True``) with ``s = 30``.
 
     Args:
         logits: ``(N, C)``; target: ``(N,)``.
@@ -92,6 +94,8 @@ def ldam_loss(
     return weighted_cross_entropy(shifted, target, weight, reduction, ignore_index)
 
 
+@register_loss("ldam", description="LDAM (Cao et al. 2019)")
+@register_loss("ldam-drw", description="LDAM with deferred re-weighting", drw_epoch=160)
 class LDAMLoss(ClassWeightedLoss):
     """LDAM as a module, with optional deferred re-weighting (LDAM-DRW).
 

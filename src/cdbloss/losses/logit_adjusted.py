@@ -11,6 +11,7 @@ from torch import Tensor
 from cdbloss.losses._common import check_inputs
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
+from cdbloss.losses.registry import register_loss
 
 __all__ = [
     "BalancedSoftmaxLoss",
@@ -80,6 +81,7 @@ def balanced_softmax_loss(
     return logit_adjusted_loss(logits, target, class_counts, 1.0, None, reduction, ignore_index)
 
 
+@register_loss("logit-adjusted", description="logit-adjusted CE (Menon et al. 2021)")
 class LogitAdjustedLoss(ClassWeightedLoss):
     """Logit-adjusted cross-entropy as a module. See :func:`logit_adjusted_loss`."""
 
@@ -110,6 +112,7 @@ class LogitAdjustedLoss(ClassWeightedLoss):
         return f"{super().extra_repr()}, tau={self.tau}"
 
 
+@register_loss("balanced-softmax", description="Balanced Softmax (Ren et al. 2020)")
 class BalancedSoftmaxLoss(LogitAdjustedLoss):
     """Balanced Softmax as a module: :class:`LogitAdjustedLoss` with ``tau=1``."""
 

@@ -18,18 +18,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
 from cdbloss.cdb import PAPER_RULE
-from cdbloss.losses.cdb import CDBLoss
-from cdbloss.losses.class_balanced import ClassBalancedLoss
-from cdbloss.losses.cross_entropy import CrossEntropyLoss, InverseFrequencyLoss
-from cdbloss.losses.equalization import EqualizationLoss
-from cdbloss.losses.focal import FocalLoss
-from cdbloss.losses.ldam import LDAMLoss
-from cdbloss.losses.logit_adjusted import BalancedSoftmaxLoss, LogitAdjustedLoss
+from cdbloss.registry import Registry
 
 __all__ = [
     "LOSSES",
@@ -42,6 +36,7 @@ __all__ = [
 ]
 
 Counts = Sequence[int] | Tensor | None
+L = TypeVar("L", bound=type[nn.Module])
 
 
 @dataclass(frozen=True)
@@ -55,21 +50,45 @@ class LossSpec:
     description: str
 
 
-LOSSES: dict[str, LossSpec] = {}
+#: Registered losses by name (filled by :func:`register_loss` on each loss class).
+LOSSES: Registry[LossSpec] = Registry("loss")
 
 
 def register_loss(
     name: str,
-    cls: type[nn.Module],
     *,
-    needs_counts: bool = False,
+    needs_counts: bool | None = None,
     description: str = "",
     **defaults: Any,
-) -> None:
-    """Register ``cls`` under ``name`` with default keyword options."""
-    if name in LOSSES:
-        raise ValueError(f"loss {name!r} is already registered")
-    LOSSES[name] = LossSpec(name, cls, needs_counts, dict(defaults), description)
+) -> Callable[[L], L]:
+    """Class decorator: register the loss class as ``name`` with default keyword options.
+
+    Stack it to register one class under several names (``"ifw"`` and
+    ``"ifw-sqrt"`` are :class:`~cdbloss.losses.InverseFrequencyLoss` with two
+    ``power`` defaults).
+
+    Args:
+        name: the key of :data:`LOSSES`.
+        needs_counts: whether :func:`build_loss` must get ``class_counts``;
+            by default, whether the constructor requires ``class_counts``.
+        description: one line for listings.
+        **defaults: constructor options this name fixes (the caller may override them).
+
+    Raises:
+        ValueError: if ``name`` is already registered.
+    """
+
+    def deco(cls: L) -> L:
+        needs = _requires_counts(cls) if needs_counts is None else needs_counts
+        LOSSES.add(name, LossSpec(name, cls, needs, dict(defaults), description))
+        return cls
+
+    return deco
+
+
+def _requires_counts(cls: type[nn.Module]) -> bool:
+    param = inspect.signature(cls.__init__).parameters.get("class_counts")
+    return param is not None and param.default is inspect.Parameter.empty
 
 
 def _accepted(cls: type[nn.Module]) -> set[str]:
@@ -92,9 +111,7 @@ def build_loss(
         >>> type(loss).__name__
         'CDBLoss'
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
-    spec = LOSSES[name]
+    spec = LOSSES.lookup(name)
     kwargs = {**spec.defaults, **options}
     accepted = _accepted(spec.cls)
     unknown = sorted(set(kwargs) - accepted)
@@ -119,12 +136,10 @@ def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     them), and the report labels each run by what it trained with. Other
     losses' options come back unchanged.
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
-    spec = LOSSES[name]
+    spec = LOSSES.lookup(name)
     out = dict(options)
-    if not issubclass(spec.cls, CDBLoss):
-        return out
+    if not all(_param(spec.cls, key) is not None for key in PAPER_RULE):
+        return out  # not a loss that takes the CDB settings
     for key, paper in PAPER_RULE.items():
         if key in out or key in spec.defaults:
             continue
@@ -134,13 +149,21 @@ def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _default_of(cls: type, key: str) -> Any:
-    """The default of constructor argument ``key``, from the first class in the MRO naming it."""
+def _param(cls: type, key: str) -> inspect.Parameter | None:
+    """Constructor argument ``key`` with a default, from the first class in the MRO naming it."""
     for klass in cls.__mro__:
         param = inspect.signature(klass.__init__).parameters.get(key)  # type: ignore[misc]
         if param is not None and param.default is not inspect.Parameter.empty:
-            return param.default
-    raise KeyError(key)
+            return param
+    return None
+
+
+def _default_of(cls: type, key: str) -> Any:
+    """The default of constructor argument ``key`` (see :func:`_param`)."""
+    param = _param(cls, key)
+    if param is None:
+        raise KeyError(key)
+    return param.default
 
 
 def wants_difficulty(loss: nn.Module) -> bool:
@@ -151,51 +174,3 @@ def wants_difficulty(loss: nn.Module) -> bool:
 def wants_epoch(loss: nn.Module) -> bool:
     """True if ``loss`` follows an epoch schedule (``set_epoch``)."""
     return callable(getattr(loss, "set_epoch", None))
-
-
-_REGISTRATIONS: list[tuple[str, type[nn.Module], bool, str, dict[str, Any]]] = [
-    ("ce", CrossEntropyLoss, False, "unweighted cross-entropy", {}),
-    ("ifw", InverseFrequencyLoss, True, "inverse-frequency-weighted CE", {"power": 1.0}),
-    ("ifw-sqrt", InverseFrequencyLoss, True, "square-root inverse-frequency CE", {"power": 0.5}),
-    ("focal", FocalLoss, False, "softmax focal loss (Lin et al. 2017)", {}),
-    ("cb-ce", ClassBalancedLoss, True, "class-balanced CE (Cui et al. 2019)", {"base": "ce"}),
-    ("cb-focal", ClassBalancedLoss, True, "class-balanced focal", {"base": "focal"}),
-    ("ldam", LDAMLoss, True, "LDAM (Cao et al. 2019)", {}),
-    ("ldam-drw", LDAMLoss, True, "LDAM with deferred re-weighting", {"drw_epoch": 160}),
-    ("balanced-softmax", BalancedSoftmaxLoss, True, "Balanced Softmax (Ren et al. 2020)", {}),
-    ("logit-adjusted", LogitAdjustedLoss, True, "logit-adjusted CE (Menon et al. 2021)", {}),
-    ("eql", EqualizationLoss, True, "softmax equalization loss (Tan et al. 2020)", {}),
-    ("cdb-ce", CDBLoss, False, "CDB with cross-entropy (Sinha et al. 2020)", {"base": "ce"}),
-    (
-        "cdb-ce-paper",
-        CDBLoss,
-        False,
-        "CDB-CE as the paper writes it: Eq. 3 dynamic tau, eps 1e-4, weighted mean",
-        {**PAPER_RULE, "base": "ce", "reduction": "mean"},
-    ),
-    (
-        "cdb-ce-authors",
-        CDBLoss,
-        False,
-        "CDB-CE as the authors' CIFAR code runs it: sigmoid tau, eps 0.01, mean over N",
-        {
-            **PAPER_RULE,
-            "base": "ce",
-            "tau": "dynamic-sigmoid",
-            "eps": 0.01,
-            "reduction": "sample_mean",
-        },
-    ),
-    (
-        "cdb-bs",
-        CDBLoss,
-        True,
-        "CDB weights over the Balanced Softmax loss (not in the paper)",
-        {"base": "balanced-softmax"},
-    ),
-    ("cdb-focal", CDBLoss, False, "CDB with focal loss", {"base": "focal"}),
-]
-for _name, _cls, _needs, _desc, _defaults in _REGISTRATIONS:
-    register_loss(_name, _cls, needs_counts=_needs, description=_desc, **_defaults)
-
-LossFactory = Callable[..., nn.Module]

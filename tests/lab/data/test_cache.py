@@ -1,4 +1,4 @@
-"""Cache root resolution, checksums, atomic writes and archive member names."""
+"""Cache root resolution, checksums and archive member names."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from cdbloss.lab.data.cache import (
-    atomic_write,
     bytes_digest,
     cache_root,
     file_digest,
@@ -44,25 +43,6 @@ def test_verify_digest_message() -> None:
         ValueError, match=r"archive.tgz: sha256 checksum mismatch: expected 00, got ff"
     ):
         verify_digest("archive.tgz", "ff", "00", "sha256")
-
-
-def test_atomic_write_success_creates_parents(tmp_path: Path) -> None:
-    target = tmp_path / "a" / "b" / "out.bin"
-    with atomic_write(target) as f:
-        f.write(b"data")
-    assert target.read_bytes() == b"data"
-    assert [p.name for p in target.parent.iterdir()] == ["out.bin"]
-    assert target.stat().st_mode & 0o777 == 0o644
-
-
-def test_atomic_write_failure_keeps_old_content(tmp_path: Path) -> None:
-    target = tmp_path / "out.bin"
-    target.write_bytes(b"old")
-    with pytest.raises(RuntimeError, match="boom"), atomic_write(target) as f:
-        f.write(b"partial new content")
-        raise RuntimeError("boom")
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # no temp file left
 
 
 @pytest.mark.parametrize(

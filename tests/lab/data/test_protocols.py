@@ -1,4 +1,4 @@
-"""import_protocols: every protocol module registers; only absent modules are skipped."""
+"""The protocol registry: every protocol module registers; only absent modules are skipped."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import cdbloss.lab.data.base as pr
 import cdbloss.lab.data.cifar as cf
-import cdbloss.lab.data.protocols as pr
 from cdbloss.lab.data.base import check_protocol_options
 
 
@@ -70,3 +70,26 @@ def test_options_that_fit_pass_without_reading_data(monkeypatch: pytest.MonkeyPa
     check_protocol_options("egtea", {"mean": [0.5, 0.5, 0.5], "layout": "TCHW"})
     for protocol in pr.import_protocols():  # every protocol's annotations resolve
         typing.get_type_hints(pr.import_protocols()[protocol])
+
+
+def test_the_registry_is_complete_on_first_read_in_a_fresh_process() -> None:
+    # no import_protocols() call: reading PROTOCOLS imports the protocol modules
+    import subprocess
+
+    code = (
+        "from cdbloss.lab.data.base import PROTOCOLS, get_protocol\n"
+        "assert {'mnist-4v9', 'cifar-lt', 'synthetic-lt'} <= set(PROTOCOLS), sorted(PROTOCOLS)\n"
+        "try:\n    get_protocol('svhn')\nexcept ValueError as e:\n    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("unknown data protocol 'svhn'; known: [")
+    assert "'mnist-4v9'" in out
+
+
+def test_the_protocols_module_only_re_exports_the_loader() -> None:
+    import cdbloss.lab.data.protocols as shim
+
+    assert shim.import_protocols is pr.import_protocols
+    assert shim.import_protocols() is pr.PROTOCOLS

@@ -18,7 +18,7 @@ def test_all_paper_models_are_registered() -> None:
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown model 'resnet33'.*'lenet5'.*'resnet32'"):
         build_model("resnet33", num_classes=10)
-    with pytest.raises(ValueError, match="known models"):
+    with pytest.raises(ValueError, match=r"unknown model 'vgg16'; known: \[.*\], or torchvision"):
         get_model("vgg16")
 
 
@@ -68,7 +68,8 @@ def test_register_rejects_duplicates_and_new_models_build() -> None:
         assert model(torch.zeros(2, 5)).shape == (2, 4)
         assert count_parameters(model) == 24
     finally:
-        del MODELS[name]
+        MODELS.remove(name)
+    assert name not in MODELS
 
 
 def test_count_parameters_trainable_only() -> None:

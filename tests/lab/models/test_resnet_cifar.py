@@ -69,6 +69,17 @@ def test_normed_linear_gives_cosine_logits() -> None:
     torch.testing.assert_close(head(7.0 * x), head(x))
 
 
+def test_every_normed_head_is_the_shared_layer() -> None:
+    # one NormedLinear, in models/layers.py; every model with normed_linear=True uses it
+    assert NormedLinear.__module__ == "cdbloss.lab.models.layers"
+    for name, shape in (("resnet8", (1, 3, 32, 32)), ("resnet10", (1, 3, 64, 64))):
+        model = build_model(name, num_classes=3, normed_linear=True)
+        assert sum(isinstance(m, NormedLinear) for m in model.modules()) == 1
+        assert model.eval()(torch.randn(shape)).abs().max() <= 1 + 1e-6
+    lenet = build_model("lenet5", num_classes=3, normed_linear=True)
+    assert sum(isinstance(m, NormedLinear) for m in lenet.modules()) == 1
+
+
 def test_kaiming_init() -> None:
     torch.manual_seed(0)
     model = CifarResNet(10, depth=110)

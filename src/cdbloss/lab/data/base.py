@@ -1,8 +1,20 @@
-"""The contract every data protocol returns, and the protocol registry."""
+"""The contract every data protocol returns, and the protocol registry.
+
+A protocol registers itself when its module is imported
+(``@register_protocol``). The registry :data:`PROTOCOLS` imports every module of
+:data:`PROTOCOL_MODULES` before its first read, skipping only those not present
+in this installation, so ``load_protocol(name)`` and ``cdbloss data info`` see
+every protocol without importing its module by hand.
+
+Example:
+    >>> "mnist-4v9" in PROTOCOLS
+    True
+"""
 
 from __future__ import annotations
 
 import collections.abc
+import importlib
 import inspect
 import os
 import types
@@ -13,11 +25,15 @@ from typing import Any, Literal, get_args, get_origin
 
 from torch.utils.data import Dataset
 
+from cdbloss.registry import Registry
+
 __all__ = [
     "PROTOCOLS",
+    "PROTOCOL_MODULES",
     "DataSplits",
     "check_protocol_options",
     "get_protocol",
+    "import_protocols",
     "load_protocol",
     "register_protocol",
 ]
@@ -48,34 +64,45 @@ class DataSplits:
 
 
 ProtocolFactory = Callable[..., DataSplits]
-PROTOCOLS: dict[str, ProtocolFactory] = {}
+
+#: Modules that define protocols (the ones not installed are skipped).
+PROTOCOL_MODULES: tuple[str, ...] = (
+    "cdbloss.lab.data.mnist",
+    "cdbloss.lab.data.cifar",
+    "cdbloss.lab.data.imagenet_lt",
+    "cdbloss.lab.data.egtea",
+    "cdbloss.lab.data.folder",
+    "cdbloss.lab.data.synthetic",
+)
+
+
+def import_protocols() -> Registry[ProtocolFactory]:
+    """Import :data:`PROTOCOL_MODULES`; return the registry (name -> factory).
+
+    A module that does not exist is skipped; a module that exists but fails to
+    import (a bug, a missing dependency) raises, so the failure is not hidden.
+    """
+    for mod in PROTOCOL_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as err:
+            if err.name != mod:
+                raise
+    return PROTOCOLS
+
+
+#: Registered protocol factories by name (complete on first read, see the module doc).
+PROTOCOLS: Registry[ProtocolFactory] = Registry("data protocol", loader=import_protocols)
 
 
 def register_protocol(name: str) -> Callable[[ProtocolFactory], ProtocolFactory]:
     """Decorator: register a protocol factory under ``name``."""
-
-    def deco(fn: ProtocolFactory) -> ProtocolFactory:
-        if name in PROTOCOLS:
-            raise ValueError(f"data protocol {name!r} is already registered")
-        PROTOCOLS[name] = fn
-        return fn
-
-    return deco
+    return PROTOCOLS.register(name)
 
 
 def get_protocol(name: str) -> ProtocolFactory:
-    """The factory registered as ``name``; an unknown name lists the known ones.
-
-    Every built-in protocol module is imported first, so a name works without
-    importing its module by hand.
-    """
-    from cdbloss.lab.data.protocols import import_protocols
-
-    import_protocols()
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise ValueError(f"unknown data protocol {name!r}; known: {sorted(PROTOCOLS)}") from None
+    """The factory registered as ``name``; an unknown name lists the known ones."""
+    return PROTOCOLS.lookup(name)
 
 
 def load_protocol(name: str, **options: Any) -> DataSplits:

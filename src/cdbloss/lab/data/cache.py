@@ -1,4 +1,4 @@
-"""Where data lives, and how it gets there safely: cache root, checksums, atomic writes.
+"""Where data lives, and how it gets there safely: cache root, checksums, member names.
 
 * :func:`cache_root` is the one place that decides the cache directory: an
   explicit ``root`` argument, else ``$CDBLOSS_CACHE``, else
@@ -8,42 +8,38 @@
   here knows an absolute machine path.
 * :func:`file_digest` / :func:`verify_digest` compute and check checksums, with
   an error that names the file, the expected and the actual value.
-* :func:`atomic_write` writes through a temporary file in the target folder
-  and ``os.replace``, so a crash never leaves a half-written cache entry.
+* every cache entry is written with :func:`cdbloss.lab.io.atomic_write` (a
+  temporary file in the target folder and ``os.replace``), so a crash never
+  leaves a half-written entry.
 * :func:`safe_member_name` refuses archive member names that would escape the
   folder they are extracted into.
 
 Example:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> with atomic_write(d / "x.bin") as f:
-    ...     _ = f.write(b"abc")
+    >>> _ = (d / "x.bin").write_bytes(b"abc")
     >>> file_digest(d / "x.bin", "md5")
     '900150983cd24fb0d6963f7d28e17f72'
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import sys
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import IO, TypeVar
+from typing import TypeVar
 
 __all__ = [
     "CACHE_ENV",
     "SHARED_ENV",
-    "atomic_write",
     "bytes_digest",
     "cache_root",
     "file_digest",
     "find_shared",
-    "progress",
     "safe_member_name",
     "shared_data_dirs",
+    "split_files",
     "verify_digest",
 ]
 
@@ -142,29 +138,6 @@ def verify_digest(what: str | os.PathLike[str], actual: str, expected: str, algo
         )
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Open a temporary file beside ``path`` for binary writing; on success move it to ``path``.
-
-    The parent folder is created. On any exception the temporary file is
-    removed and ``path`` is left as it was.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cache files are ordinary data
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def safe_member_name(name: str, archive: str | os.PathLike[str]) -> PurePosixPath:
     """Validate an archive member name; return it as a relative POSIX path.
 
@@ -181,12 +154,20 @@ def safe_member_name(name: str, archive: str | os.PathLike[str]) -> PurePosixPat
     return p
 
 
-def progress(items: Iterable[_T], total: int | None = None, desc: str = "") -> Iterable[_T]:
-    """Wrap ``items`` in a tqdm progress bar when tqdm is installed and stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, total=total, desc=desc, unit="img", leave=False)  # type: ignore[no-any-return]
+def split_files(
+    folder: Path, names: Mapping[str, str], what: str, hint: str = ""
+) -> dict[str, Path]:
+    """``{split: folder / name}`` for a protocol's split files, every one present.
+
+    Raises:
+        FileNotFoundError: ``"<what>(s) <missing files> (expected <names> in <folder>). <hint>"``,
+            e.g. ``what="egtea: missing split file"``.
+    """
+    paths = {split: folder / name for split, name in names.items()}
+    absent = [str(p) for p in paths.values() if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(
+            f"{what}(s) " + ", ".join(absent) + f" (expected "
+            f"{', '.join(names.values())} in {folder}). " + hint
+        )
+    return paths

@@ -59,11 +59,9 @@ import torch
 
 from cdbloss.lab.data.base import DataSplits, register_protocol
 from cdbloss.lab.data.cache import (
-    atomic_write,
     cache_root,
     file_digest,
     find_shared,
-    progress,
     safe_member_name,
     verify_digest,
 )
@@ -75,6 +73,7 @@ from cdbloss.lab.data.tensor_dataset import (
     ScaleNormalize,
     TensorImageDataset,
 )
+from cdbloss.lab.io import atomic_write, progress
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -345,31 +344,11 @@ def _parse_batch(
     return data.reshape(-1, 3, 32, 32), lab
 
 
-def read_cifar_python(
-    path: str | os.PathLike[str],
-    dataset: str = "cifar10",
-    verify: bool = True,
-    *,
-    digest: str | None = None,
-) -> CifarArrays:
-    """Read the official python version: the ``.tar.gz`` or its extracted folder.
-
-    Args:
-        path: ``cifar-10-python.tar.gz`` (any tar compression) or a folder
-            holding ``data_batch_1``... (or ``train``/``test``/``meta``).
-        dataset: ``"cifar10"`` or ``"cifar100"``.
-        verify: check each batch's MD5 against the published value.
-        digest: the source's sha256 if already known (saves reading it twice).
-
-    Raises:
-        FileNotFoundError: a batch is missing (names it).
-        ValueError: checksum mismatch, forbidden pickle content, wrong types or
-            shapes, or a label outside the class range (names the member).
-    """
-    spec = _spec(dataset)
-    p = Path(path)
-    members = (*spec.train_members, *spec.test_members, spec.meta_member)
-    wanted = {n for n, _ in members}
+def _read_python_members(
+    p: Path, spec: CifarSpec, wanted: set[str]
+) -> tuple[dict[str, bytes], str]:
+    """The bytes of the ``wanted`` batch files of the python version, from its folder or
+    its tar archive, and which of the two ``p`` was (``"python-folder"``/``"python-archive"``)."""
     raw: dict[str, bytes] = {}
     if p.is_dir():
         for n in wanted:
@@ -404,6 +383,34 @@ def read_cifar_python(
         kind = "python-archive"
     else:
         raise FileNotFoundError(f"CIFAR source not found: {p}")
+    return raw, kind
+
+
+def read_cifar_python(
+    path: str | os.PathLike[str],
+    dataset: str = "cifar10",
+    verify: bool = True,
+    *,
+    digest: str | None = None,
+) -> CifarArrays:
+    """Read the official python version: the ``.tar.gz`` or its extracted folder.
+
+    Args:
+        path: ``cifar-10-python.tar.gz`` (any tar compression) or a folder
+            holding ``data_batch_1``... (or ``train``/``test``/``meta``).
+        dataset: ``"cifar10"`` or ``"cifar100"``.
+        verify: check each batch's MD5 against the published value.
+        digest: the source's sha256 if already known (saves reading it twice).
+
+    Raises:
+        FileNotFoundError: a batch is missing (names it).
+        ValueError: checksum mismatch, forbidden pickle content, wrong types or
+            shapes, or a label outside the class range (names the member).
+    """
+    spec = _spec(dataset)
+    p = Path(path)
+    members = (*spec.train_members, *spec.test_members, spec.meta_member)
+    raw, kind = _read_python_members(p, spec, {n for n, _ in members})
     md5s = {n: hashlib.md5(b).hexdigest() for n, b in raw.items()}
     if verify:
         for n, want in members:
@@ -510,6 +517,65 @@ def _decode(data: bytes, name: str) -> npt.NDArray[np.uint8]:
     return arr.transpose(2, 0, 1)  # (3, 32, 32)
 
 
+def _dir_reader(p: Path) -> Callable[[str], bytes]:
+    """``read(member)`` for a folder: the file's bytes."""
+    return lambda n: (p / n).read_bytes()
+
+
+def _zip_reader(
+    zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], p: Path
+) -> Callable[[str], bytes]:
+    """``read(member)`` for a zip, refusing members too large to be a 32x32 image."""
+
+    def read(n: str) -> bytes:
+        if infos[n].file_size > _MAX_MEMBER_BYTES:
+            raise ValueError(f"{p}:{n}: {infos[n].file_size} bytes is too large for a 32x32 image")
+        try:
+            return zf.read(n)
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise ValueError(f"{p}:{n}: corrupted zip member ({err})") from None
+
+    return read
+
+
+def _check_counts(
+    groups: dict[str, dict[str, list[str]]], order: Sequence[str], spec: CifarSpec, where: str
+) -> None:
+    """Every class must have the official number of train and test images."""
+    for split, want in (("train", spec.train_per_class), ("test", spec.test_per_class)):
+        for c in order:
+            got = len(groups[split][c])
+            if got != want:
+                raise ValueError(
+                    f"{where}: {split}/{c} has {got} images, {spec.name} has {want}; "
+                    "pass verify=False for a deliberately different set"
+                )
+
+
+def _decode_splits(
+    groups: dict[str, dict[str, list[str]]],
+    order: Sequence[str],
+    read: Callable[[str], bytes],
+    p: Path,
+) -> dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]]:
+    """Decode every image: ``{split: (images (N, 3, 32, 32) uint8, labels (N,) int64)}``,
+    ordered by class (``order``), then member name."""
+    arrays: dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = {}
+    total = sum(len(ns) for g in groups.values() for ns in g.values())
+    t0 = time.perf_counter()
+    print(f"decoding {total} images from {p} (once; the result is cached)", file=sys.stderr)
+    bar = iter(progress(range(total), total, f"decoding {p.name}", unit="img"))
+    for split in ("train", "test"):
+        members = [(n, y) for y, c in enumerate(order) for n in sorted(groups[split][c])]
+        x = np.empty((len(members), 3, 32, 32), dtype=np.uint8)
+        for i, (n, _) in enumerate(members):
+            x[i] = _decode(read(n), f"{p}:{n}")
+            next(bar, None)
+        arrays[split] = (x, np.asarray([y for _, y in members], dtype=np.int64))
+    print(f"decoded {total} images in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return arrays
+
+
 def read_cifar_imagefolder(
     path: str | os.PathLike[str],
     dataset: str = "cifar10",
@@ -550,10 +616,7 @@ def read_cifar_imagefolder(
         files = sorted(f.relative_to(p).as_posix() for f in p.rglob("*") if f.is_file())
         groups = _layout(files, str(p))
         kind, known = "imagefolder-dir", False
-
-        def read(n: str) -> bytes:
-            return (p / n).read_bytes()
-
+        read = _dir_reader(p)
     else:
         kind = "imagefolder-zip"
         try:
@@ -563,43 +626,13 @@ def read_cifar_imagefolder(
         infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
         groups = _layout(sorted(infos), str(p))
         known = digest in spec.jpeg_zip_sha256
-        zfile = zf
-
-        def read(n: str) -> bytes:
-            if infos[n].file_size > _MAX_MEMBER_BYTES:
-                raise ValueError(
-                    f"{p}:{n}: {infos[n].file_size} bytes is too large for a 32x32 image"
-                )
-            try:
-                return zfile.read(n)
-            except (zipfile.BadZipFile, OSError, EOFError) as err:
-                raise ValueError(f"{p}:{n}: corrupted zip member ({err})") from None
+        read = _zip_reader(zf, infos, p)
 
     try:
-        where = str(p)
-        order = _class_order(groups, spec, where, verify)
+        order = _class_order(groups, spec, str(p), verify)
         if verify and not known:
-            for split, want in (("train", spec.train_per_class), ("test", spec.test_per_class)):
-                for c in order:
-                    got = len(groups[split][c])
-                    if got != want:
-                        raise ValueError(
-                            f"{where}: {split}/{c} has {got} images, {spec.name} has {want}; "
-                            "pass verify=False for a deliberately different set"
-                        )
-        arrays: dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = {}
-        total = sum(len(ns) for g in groups.values() for ns in g.values())
-        t0 = time.perf_counter()
-        print(f"decoding {total} images from {p} (once; the result is cached)", file=sys.stderr)
-        bar = iter(progress(range(total), total=total, desc=f"decoding {p.name}"))
-        for split in ("train", "test"):
-            members = [(n, y) for y, c in enumerate(order) for n in sorted(groups[split][c])]
-            x = np.empty((len(members), 3, 32, 32), dtype=np.uint8)
-            for i, (n, _) in enumerate(members):
-                x[i] = _decode(read(n), f"{where}:{n}")
-                next(bar, None)
-            arrays[split] = (x, np.asarray([y for _, y in members], dtype=np.int64))
-        print(f"decoded {total} images in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            _check_counts(groups, order, spec, str(p))
+        arrays = _decode_splits(groups, order, read, p)
     finally:
         if zf is not None:
             zf.close()

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import math
-import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cdbloss.lab.data.base import DataSplits, get_protocol
-from cdbloss.lab.data.protocols import import_protocols
+from cdbloss.lab.data.base import PROTOCOLS, DataSplits, get_protocol
+from cdbloss.lab.io import jsonable
 
 __all__ = [
     "SOURCES",
@@ -261,32 +259,12 @@ def split_counts(ds: Any, num_classes: int) -> dict[str, Any]:
     return {"size": len(ds), "per_class": per_class}
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    return str(x)
-
-
 def summarize(name: str, splits: DataSplits, options: dict[str, Any]) -> dict[str, Any]:
     """A JSON-ready summary: options, per-split sizes and per-class counts, and ``info``."""
     c = splits.num_classes
     return {
         "protocol": name,
-        "options": _jsonable(options),
+        "options": jsonable(options, finite=True),
         "num_classes": c,
         "class_names": list(splits.class_names),
         "class_counts": list(splits.class_counts),
@@ -295,7 +273,7 @@ def summarize(name: str, splits: DataSplits, options: dict[str, Any]) -> dict[st
             "val": split_counts(splits.val, c),
             "test": split_counts(splits.test, c),
         },
-        "info": _jsonable(splits.info),
+        "info": jsonable(splits.info, finite=True),
     }
 
 
@@ -369,12 +347,12 @@ def fetch_source(
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     result = fetch_source(args.name, args.root, args.source, args.offline)
-    print(json.dumps(_jsonable(result), indent=2))
+    print(json.dumps(jsonable(result, finite=True), indent=2))
     return 0
 
 
 def _cmd_list(_args: argparse.Namespace) -> int:
-    for name, factory in sorted(import_protocols().items()):
+    for name, factory in sorted(PROTOCOLS.items()):
         opts = []
         for n, p in inspect.signature(factory).parameters.items():
             if p.kind not in (
@@ -408,7 +386,6 @@ def protocol_help(name: str, factory: Callable[..., DataSplits]) -> str:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import_protocols()
     factory = get_protocol(args.name)
     if any(tok in ("-h", "--help") for tok in args.options):
         print(protocol_help(args.name, factory))

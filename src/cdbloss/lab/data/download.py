@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import re
@@ -43,12 +42,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cdbloss.lab.data.cache import file_digest, verify_digest
+from cdbloss.lab.io import byte_progress
 
 __all__ = [
     "OFFLINE_ENV",
@@ -225,27 +225,6 @@ class _Retryable(Exception):
 # One file
 
 
-@contextlib.contextmanager
-def _progress(total: int | None, initial: int, desc: str) -> Iterator[Callable[[int], object]]:
-    """A byte progress bar (tqdm, when installed and stderr is a terminal), else nothing."""
-    bar: Any = None
-    if sys.stderr.isatty():
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            pass
-        else:
-            bar = tqdm(
-                total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
-                unit_divisor=1024, leave=False,
-            )  # fmt: skip
-    try:
-        yield (bar.update if bar is not None else (lambda _n: None))
-    finally:
-        if bar is not None:
-            bar.close()
-
-
 def _content_range_start(value: str | None) -> int | None:
     m = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*", value or "")
     return int(m.group(1)) if m else None
@@ -295,7 +274,7 @@ def _transfer(
         total = offset + expected if expected is not None else None
         got = 0
         part.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed connect leaves nothing
-        with open(part, mode) as f, _progress(total, offset, desc) as update:
+        with open(part, mode) as f, byte_progress(total, offset, desc) as update:
             try:
                 while chunk := resp.read(_CHUNK):
                     f.write(chunk)

@@ -68,7 +68,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .base import DataSplits, register_protocol
-from .cache import find_shared
+from .cache import find_shared, split_files
 from .images import IMAGE_EXTENSIONS, is_image_file
 from .longtail import class_counts
 from .transforms import (
@@ -428,6 +428,40 @@ def _check_clip_folders(root: Path, entries: Sequence[ClipEntry], source: str) -
         )
 
 
+def _read_splits(
+    root: str | os.PathLike[str] | None,
+    lists_dir: str | os.PathLike[str] | None,
+    verify_files: bool,
+) -> tuple[str | os.PathLike[str], dict[str, Path], dict[str, list[ClipEntry]]]:
+    """``(root, {split: file}, {split: entries})``: the frames root must be a folder,
+    and with ``verify_files`` hold every listed clip."""
+    lists = _resolve_lists_dir(lists_dir)
+    paths = split_files(lists, SPLIT_FILES, "egtea: missing split file", _GET_LISTS)
+    entries = {s: read_split_file(p) for s, p in paths.items()}
+    if root is None or not Path(root).is_dir():
+        where = "root was not given" if root is None else f"{str(root)!r} is not a directory"
+        raise FileNotFoundError(f"egtea needs the frames root: {where}. " + _GET_FRAMES)
+    if verify_files:
+        for s, es in entries.items():
+            _check_clip_folders(Path(root), es, str(paths[s]))
+    return root, paths, entries
+
+
+def _verb_counts(entries: dict[str, list[ClipEntry]]) -> tuple[list[int], list[int]]:
+    """Clips per verb in train, and in train + val (whose five largest are the paper's
+    majority verbs)."""
+    counts = class_counts([e.label for e in entries["train"]], NUM_CLASSES)
+    trainval = class_counts([e.label for e in entries["train"] + entries["val"]], NUM_CLASSES)
+    return counts, trainval
+
+
+def _clip_shape(layout: str, num_frames: int, image_size: int) -> list[int]:
+    """One clip's shape: ``(C, T, S, S)`` for ``"CTHW"``, else ``(T, C, S, S)``."""
+    if layout == "CTHW":
+        return [3, num_frames, image_size, image_size]
+    return [num_frames, 3, image_size, image_size]
+
+
 @register_protocol("egtea")
 def egtea(
     root: str | os.PathLike[str] | None = None,
@@ -473,21 +507,7 @@ def egtea(
     """
     pixel = PixelFormat(pixel_scale, channel_order)  # checks both before any file is read
     Normalize(mean, std)
-    lists = _resolve_lists_dir(lists_dir)
-    paths = {s: lists / name for s, name in SPLIT_FILES.items()}
-    absent = [str(p) for p in paths.values() if not p.is_file()]
-    if absent:
-        raise FileNotFoundError(
-            "egtea: missing split file(s) " + ", ".join(absent) + f" (expected "
-            f"{', '.join(SPLIT_FILES.values())} in {lists}). " + _GET_LISTS
-        )
-    entries = {s: read_split_file(p) for s, p in paths.items()}
-    if root is None or not Path(root).is_dir():
-        where = "root was not given" if root is None else f"{str(root)!r} is not a directory"
-        raise FileNotFoundError(f"egtea needs the frames root: {where}. " + _GET_FRAMES)
-    if verify_files:
-        for s, es in entries.items():
-            _check_clip_folders(Path(root), es, str(paths[s]))
+    root, paths, entries = _read_splits(root, lists_dir, verify_files)
 
     def make(split: str) -> EgteaClips:
         train = split == "train"
@@ -496,8 +516,7 @@ def egtea(
         )
         return EgteaClips(root, entries[split], train, tf, num_frames, layout)
 
-    counts = class_counts([e.label for e in entries["train"]], NUM_CLASSES)
-    trainval = class_counts([e.label for e in entries["train"] + entries["val"]], NUM_CLASSES)
+    counts, trainval = _verb_counts(entries)
     return DataSplits(
         train=make("train"),
         val=make("val"),
@@ -519,9 +538,7 @@ def egtea(
             "pixel_scale": pixel.scale,
             "mean": list(mean),
             "std": list(std),
-            "clip_shape": [3, num_frames, image_size, image_size]
-            if layout == "CTHW"
-            else [num_frames, 3, image_size, image_size],
+            "clip_shape": _clip_shape(layout, num_frames, image_size),
             "trainval_counts": trainval,
             "majority_classes": sorted(range(NUM_CLASSES), key=lambda c: -trainval[c])[:5],
         },

@@ -233,6 +233,67 @@ def _holdout(
     return [samples[i] for i in held], [samples[i] for i in rest]
 
 
+def _load_source(
+    path: Path, image_root: str | os.PathLike[str] | None, verify_files: bool
+) -> tuple[list[str], dict[str, Samples | None], ImageStore, str]:
+    """Classes, the splits found (``None`` where absent), the image store and the
+    source kind (``"csv"`` or the tree's layout) of a folder, zip or CSV root."""
+    if path.is_file() and path.suffix.lower() == ".csv":
+        classes, splits, store = _from_csv(path, image_root, verify_files)
+        source = "csv"
+    else:
+        if image_root is not None:
+            raise ValueError("image_root is only for a CSV root")
+        store = open_store(path)
+        classes, splits, source = _from_tree(store)
+    if len(classes) < 2:
+        raise ValueError(f"{path}: found {len(classes)} class(es) {classes}; need at least 2")
+    return classes, splits, store, source
+
+
+def _complete_splits(
+    splits: dict[str, Samples | None],
+    classes: list[str],
+    seed: int,
+    val_per_class: int | float,
+    test_per_class: int | float,
+) -> tuple[Samples, Samples, Samples, list[str]]:
+    """``(train, val, test, made)``: a missing test split, then a missing validation split,
+    held out of train (``made`` names them); every class must keep a training image."""
+    train = splits["train"]
+    assert train is not None
+    made: list[str] = []
+    test = splits["test"]
+    if test is None:
+        test, train = _holdout(train, test_per_class, _seed(seed, 1), classes, "test")
+        made.append("test")
+    val = splits["val"]
+    if val is None:
+        val, train = _holdout(train, val_per_class, _seed(seed, 2), classes, "val")
+        made.append("val")
+    avail = class_counts([y for _, y in train], len(classes))
+    empty = [classes[c] for c, n in enumerate(avail) if n == 0]
+    if empty:
+        raise ValueError(f"classes without training images: {empty[:8]}")
+    return train, val, test, made
+
+
+def _long_tail_cut(
+    train: Samples,
+    num_classes: int,
+    imbalance_factor: float,
+    profile: Literal["exp", "step"],
+    seed: int,
+) -> Samples:
+    """``train`` cut to a long tail (class order = class index); a class never gets
+    more images than it has."""
+    avail = class_counts([y for _, y in train], num_classes)
+    target = long_tail_counts(max(avail), num_classes, float(imbalance_factor), profile)
+    lt_counts = [min(t, a) for t, a in zip(target, avail, strict=True)]
+    keep = sample_per_class([y for _, y in train], lt_counts, _seed(seed, 3))
+    return [train[i] for i in keep]
+
+
 @register_protocol("folder")
 def folder(
     root: str | os.PathLike[str] | None = None,
@@ -280,40 +341,10 @@ def folder(
     _seed(seed, 0)  # validates the seed before any work
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be an int >= 1, got {image_size!r}")
-    path = Path(root)
-    if path.is_file() and path.suffix.lower() == ".csv":
-        classes, splits, store = _from_csv(path, image_root, verify_files)
-        source = "csv"
-    else:
-        if image_root is not None:
-            raise ValueError("image_root is only for a CSV root")
-        store = open_store(path)
-        classes, splits, source = _from_tree(store)
-    if len(classes) < 2:
-        raise ValueError(f"{root}: found {len(classes)} class(es) {classes}; need at least 2")
-
-    train = splits["train"]
-    assert train is not None
-    made: list[str] = []
-    test = splits["test"]
-    if test is None:
-        test, train = _holdout(train, test_per_class, _seed(seed, 1), classes, "test")
-        made.append("test")
-    val = splits["val"]
-    if val is None:
-        val, train = _holdout(train, val_per_class, _seed(seed, 2), classes, "val")
-        made.append("val")
-    avail = class_counts([y for _, y in train], len(classes))
-    empty = [classes[c] for c, n in enumerate(avail) if n == 0]
-    if empty:
-        raise ValueError(f"classes without training images: {empty[:8]}")
-
-    lt_counts: list[int] | None = None
+    classes, splits, store, source = _load_source(Path(root), image_root, verify_files)
+    train, val, test, made = _complete_splits(splits, classes, seed, val_per_class, test_per_class)
     if imbalance_factor is not None:
-        target = long_tail_counts(max(avail), len(classes), float(imbalance_factor), lt_profile)
-        lt_counts = [min(t, a) for t, a in zip(target, avail, strict=True)]
-        keep = sample_per_class([y for _, y in train], lt_counts, _seed(seed, 3))
-        train = [train[i] for i in keep]
+        train = _long_tail_cut(train, len(classes), imbalance_factor, lt_profile, seed)
     counts = class_counts([y for _, y in train], len(classes))
 
     def make(samples: Samples, is_train: bool) -> ImageDataset:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cdbloss.lab.data.cache import atomic_write
+from cdbloss.lab.io import atomic_write
 
 __all__ = ["IDX_DTYPES", "idx_bytes", "maybe_gunzip", "parse_idx", "read_idx", "write_idx"]
 

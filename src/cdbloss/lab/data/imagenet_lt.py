@@ -42,8 +42,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+from cdbloss.lab.metrics import shot_groups
+
 from .base import DataSplits, register_protocol
-from .cache import find_shared
+from .cache import find_shared, split_files
 from .images import (
     ImageDataset,
     ImageStore,
@@ -73,7 +75,6 @@ __all__ = [
     "imagenet_lt",
     "imagenet_lt_transforms",
     "map_oltr_path",
-    "shot_groups",
 ]
 
 NUM_CLASSES = 1000
@@ -113,15 +114,6 @@ def map_oltr_path(rel: str) -> str:
     if head == "val":
         return "ILSVRC2012_img_val/" + rest.rsplit("/", 1)[-1]
     return rel
-
-
-def shot_groups(counts: list[int]) -> dict[str, list[int]]:
-    """Class indices of the many- (> 100), medium- (20..100) and few-shot (< 20) groups."""
-    return {
-        "many": [c for c, n in enumerate(counts) if n > 100],
-        "medium": [c for c, n in enumerate(counts) if 20 <= n <= 100],
-        "few": [c for c, n in enumerate(counts) if n < 20],
-    }
 
 
 def imagenet_lt_transforms(
@@ -193,6 +185,51 @@ def _class_names(split_entries: dict[str, list[ListEntry]], sources: dict[str, s
     return [names[c][0] if c in names else f"class_{c}" for c in range(NUM_CLASSES)]
 
 
+def _read_lists(
+    lists_dir: str | os.PathLike[str] | None, root: str | os.PathLike[str] | None
+) -> tuple[dict[str, list[ListEntry]], dict[str, str]]:
+    """The split lists' entries and files, ``{split: entries}``, ``{split: path}``; a list
+    whose length is not the OLTR list's gets a warning."""
+    lists = _resolve_lists_dir(lists_dir, Path(root) if root is not None else None)
+    paths = split_files(lists, LIST_FILES, "imagenet-lt: missing split list", _GET_LISTS)
+    entries = {s: read_list_file(p, num_classes=NUM_CLASSES) for s, p in paths.items()}
+    sources = {s: str(p) for s, p in paths.items()}
+    for split, want in EXPECTED_COUNTS.items():
+        if len(entries[split]) != want:
+            warnings.warn(
+                f"{sources[split]} has {len(entries[split])} lines; the OLTR list has {want}",
+                stacklevel=3,
+            )
+    return entries, sources
+
+
+def _open_images(
+    root: str | os.PathLike[str] | None,
+    layout: str,
+    entries: dict[str, list[ListEntry]],
+    sources: dict[str, str],
+    verify_files: bool,
+) -> tuple[ImageStore, str, dict[str, list[ListEntry]]]:
+    """The image store, the layout used, and the entries with paths in that layout
+    (every listed image checked to exist with ``verify_files``)."""
+    if root is None:
+        raise FileNotFoundError(
+            "imagenet-lt needs root=<ImageNet root> holding train/<wnid>/*.JPEG and "
+            "val/<wnid>/*.JPEG (or ILSVRC2012_img_train/ and ILSVRC2012_img_val/), a "
+            "directory or a zip. " + _GET_IMAGES
+        )
+    store = open_store(root)
+    used = _detect_layout(store, layout)
+    if used == "oltr":
+        entries = {
+            s: [e._replace(path=map_oltr_path(e.path)) for e in es] for s, es in entries.items()
+        }
+    if verify_files:
+        for split, es in entries.items():
+            check_exists(store, es, sources[split])
+    return store, used, entries
+
+
 @register_protocol("imagenet-lt")
 def imagenet_lt(
     root: str | os.PathLike[str] | None = None,
@@ -231,38 +268,9 @@ def imagenet_lt(
         ValueError: malformed list lines, labels outside ``[0, 1000)``, or a label whose
             images sit in two class folders.
     """
-    lists = _resolve_lists_dir(lists_dir, Path(root) if root is not None else None)
-    paths = {split: lists / name for split, name in LIST_FILES.items()}
-    absent = [str(p) for p in paths.values() if not p.is_file()]
-    if absent:
-        raise FileNotFoundError(
-            "imagenet-lt: missing split list(s) " + ", ".join(absent) + f" (expected "
-            f"{', '.join(LIST_FILES.values())} in {lists}). " + _GET_LISTS
-        )
-    entries = {s: read_list_file(p, num_classes=NUM_CLASSES) for s, p in paths.items()}
-    sources = {s: str(p) for s, p in paths.items()}
-    for split, want in EXPECTED_COUNTS.items():
-        if len(entries[split]) != want:
-            warnings.warn(
-                f"{sources[split]} has {len(entries[split])} lines; the OLTR list has {want}",
-                stacklevel=2,
-            )
+    entries, sources = _read_lists(lists_dir, root)
     names = _class_names(entries, sources)  # before any path mapping: needs <wnid>/ folders
-    if root is None:
-        raise FileNotFoundError(
-            "imagenet-lt needs root=<ImageNet root> holding train/<wnid>/*.JPEG and "
-            "val/<wnid>/*.JPEG (or ILSVRC2012_img_train/ and ILSVRC2012_img_val/), a "
-            "directory or a zip. " + _GET_IMAGES
-        )
-    store = open_store(root)
-    used = _detect_layout(store, layout)
-    if used == "oltr":
-        entries = {
-            s: [e._replace(path=map_oltr_path(e.path)) for e in es] for s, es in entries.items()
-        }
-    if verify_files:
-        for split, es in entries.items():
-            check_exists(store, es, sources[split])
+    store, used, entries = _open_images(root, layout, entries, sources, verify_files)
 
     train_tf = imagenet_lt_transforms(True, image_size, resize_size, color_jitter)
     eval_tf = imagenet_lt_transforms(False, image_size, resize_size)
@@ -289,6 +297,9 @@ def imagenet_lt(
             "color_jitter": color_jitter,
             "max_per_class": max(counts),
             "min_per_class": min(counts),
-            "shot_groups": shot_groups(counts),
+            "shot_groups": {  # class indices of each group (metrics.shot_groups's masks)
+                group: mask.nonzero().flatten().tolist()
+                for group, mask in shot_groups(counts).items()
+            },
         },
     )

@@ -66,7 +66,6 @@ import torch
 
 from cdbloss.lab.data.base import DataSplits, register_protocol
 from cdbloss.lab.data.cache import (
-    atomic_write,
     cache_root,
     file_digest,
     find_shared,
@@ -84,6 +83,7 @@ from cdbloss.lab.data.idx import idx_bytes, maybe_gunzip, parse_idx
 from cdbloss.lab.data.longtail import sample_per_class, stratified_holdout
 from cdbloss.lab.data.splits import derive_seed, long_tail_split
 from cdbloss.lab.data.tensor_dataset import ScaleNormalize, TensorImageDataset
+from cdbloss.lab.io import atomic_write
 
 __all__ = [
     "IDX_ROLES",

@@ -1,4 +1,8 @@
-"""Atomic file writes and the random-number state a resumed run needs."""
+"""Checkpoints, JSON files, and the random-number state a resumed run needs.
+
+The atomic writers (:func:`~cdbloss.lab.io.atomic_write_json` and its siblings)
+live in :mod:`cdbloss.lab.io`; they are importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cdbloss.lab.data.cache import atomic_write
+from cdbloss.lab.io import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 __all__ = [
     "CheckpointError",
@@ -49,31 +53,10 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
         ) from None
 
 
-def _atomic(path: Path, write: Any) -> None:
-    """Write through :func:`cdbloss.lab.data.cache.atomic_write`: a temporary file beside
-    ``path``, fsync, then rename over it (readers see the old file or the new one)."""
-    with atomic_write(path) as fh:
-        write(fh)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    _atomic(Path(path), lambda fh: fh.write(data))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Atomic text write (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Atomic JSON write (indented, NaN written as ``NaN``)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` through an atomic rename: a crash mid-write keeps the previous checkpoint."""
-    _atomic(Path(path), lambda fh: torch.save(state, fh))
+    with atomic_write(path) as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -318,12 +318,9 @@ def _build(cls: Any, raw: Any, prefix: str) -> Any:
 
 def _check_semantics(cfg: ExperimentConfig) -> None:
     """Names and ranges, checked against the registries; errors list the known names."""
-    from cdbloss.lab.data.base import check_protocol_options
-    from cdbloss.lab.data.protocols import import_protocols
+    from cdbloss.lab.data.base import PROTOCOLS, check_protocol_options
     from cdbloss.lab.models import MODELS, is_model_name
     from cdbloss.losses import LOSSES
-
-    PROTOCOLS = import_protocols()
 
     if cfg.loss.name not in LOSSES:
         raise ConfigError(

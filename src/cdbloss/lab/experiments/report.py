@@ -392,71 +392,110 @@ def best_fixed_tau(
     return best
 
 
+@dataclass
+class _Grid:
+    """One protocol's runs as its tables show them: row labels by columns, cells of seeds."""
+
+    protocol: str
+    col_key: str | None
+    metric_name: str
+    how: str
+    labels: dict[Path, str]
+    rows: list[str] = field(default_factory=list)
+    cols: list[Any] = field(default_factory=list)
+    cells: dict[tuple[str, Any], Cell] = field(default_factory=lambda: defaultdict(Cell))
+    #: (metric name of :data:`_EXTRA`, row, column) -> cell
+    extra: dict[tuple[str, str, Any], Cell] = field(default_factory=lambda: defaultdict(Cell))
+    #: column -> (row whose fixed tau won on validation, that tau)
+    chosen_tau: dict[Any, tuple[str, float]] = field(default_factory=dict)
+
+
+def _grid(runs: list[RunRecord]) -> _Grid:
+    """Arrange ``runs`` (one protocol) into cells; rows and columns in table order."""
+    col_key = _column_key(runs)
+    metric_name, how = _metric(runs[0].protocol)
+    g = _Grid(runs[0].protocol, col_key, metric_name, how, row_labels(runs, col_key))
+    for r in runs:
+        label = g.labels[r.path]
+        col = r.data_options.get(col_key) if col_key else "all"
+        if col not in g.cols:
+            g.cols.append(col)
+        if label not in g.rows:
+            g.rows.append(label)
+        g.cells[(label, col)].values.append(_value(r.result, how))
+        g.cells[(label, col)].seeds.append(r.config["seed"])
+        for name, key in _EXTRA:
+            v = r.result["test"].get(key)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                g.extra[(name, label, col)].values.append(100.0 * float(v))
+    g.rows.sort(key=_row_order)
+    g.chosen_tau = best_fixed_tau(runs, g.labels, col_key)
+    for col, (label, _) in g.chosen_tau.items():
+        g.cells[(BEST_TAU_ROW, col)] = g.cells[(label, col)]
+        for name, _key in _EXTRA:
+            if (name, label, col) in g.extra:
+                g.extra[(name, BEST_TAU_ROW, col)] = g.extra[(name, label, col)]
+    if g.chosen_tau:
+        g.rows.append(BEST_TAU_ROW)
+    g.cols.sort(key=_column_order)
+    return g
+
+
+def _header_row(cols: list[Any], last: str = "") -> list[str]:
+    """A Markdown table's header and rule: ``method``, the columns, and ``last`` if given."""
+    names = [_fmt_col(c) for c in cols] + ([last] if last else [])
+    return ["| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+
+
 def _tables(
     runs: list[RunRecord], paired_against: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """Markdown for one protocol's runs, and long-format CSV rows."""
-    protocol = runs[0].protocol
-    col_key = _column_key(runs)
-    metric_name, how = _metric(protocol)
-    cells: dict[tuple[str, Any], Cell] = defaultdict(Cell)
-    extra: dict[tuple[str, str, Any], Cell] = defaultdict(Cell)
-    cols: list[Any] = []
-    rows: list[str] = []
-    labels = row_labels(runs, col_key)
-    for r in runs:
-        label = labels[r.path]
-        col = r.data_options.get(col_key) if col_key else "all"
-        if col not in cols:
-            cols.append(col)
-        if label not in rows:
-            rows.append(label)
-        cells[(label, col)].values.append(_value(r.result, how))
-        cells[(label, col)].seeds.append(r.config["seed"])
-        for name, key in _EXTRA:
-            v = r.result["test"].get(key)
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                extra[(name, label, col)].values.append(100.0 * float(v))
-    rows.sort(key=_row_order)
-    chosen_tau = best_fixed_tau(runs, labels, col_key)
-    for col, (label, _) in chosen_tau.items():
-        cells[(BEST_TAU_ROW, col)] = cells[(label, col)]
-        for name, _key in _EXTRA:
-            if (name, label, col) in extra:
-                extra[(name, BEST_TAU_ROW, col)] = extra[(name, label, col)]
-    if chosen_tau:
-        rows.append(BEST_TAU_ROW)
-    cols.sort(key=_column_order)
-    paper = paper_table_for(protocol, runs[0].config["data"].get("options", {}))
+    g = _grid(runs)
+    paper = paper_table_for(g.protocol, runs[0].config["data"].get("options", {}))
     seeds = sorted({r.config["seed"] for r in runs})
-    head = f"## {protocol}" + (f" (columns: {col_key})" if col_key else "")
+    head = f"## {g.protocol}" + (f" (columns: {g.col_key})" if g.col_key else "")
     lines = [
         head,
         "",
-        f"{metric_name}, mean +- std over seeds ({len(seeds)} seed{'s' if len(seeds) != 1 else ''} seen: {seeds}); n = runs per cell.",
+        f"{g.metric_name}, mean +- std over seeds ({len(seeds)} seed{'s' if len(seeds) != 1 else ''} seen: {seeds}); n = runs per cell.",
     ]
     if paper:
         lines.append(f"In brackets: the paper's {paper[0]}.")
-    if chosen_tau:
+    if g.chosen_tau:
         lines.append(
             f"{BEST_TAU_ROW}: per column, the fixed tau whose runs had the highest mean "
             "validation macro recall (chosen without looking at the test set)."
         )
-    lines += [
-        "",
-        "| method | " + " | ".join(_fmt_col(c) for c in cols) + " |",
-        "|---" * (len(cols) + 1) + "|",
-    ]
+    lines += ["", *_header_row(g.cols)]
+    base_of = {g.labels[r.path]: method_label(r.config) for r in runs}
+    main_lines, csv_rows = _main_table(g, paper, base_of)
+    lines += main_lines
+    reference = paired_against if paired_against is not None else default_reference(g.rows)
+    if reference in g.rows:
+        paired_lines, paired_csv = _paired_table(
+            g.rows, g.cols, g.cells, reference, g.how, g.protocol, g.col_key
+        )
+        lines += paired_lines
+        csv_rows += paired_csv
+    extra_lines, extra_csv = _extra_tables(g)
+    return "\n".join(lines + extra_lines) + "\n", csv_rows + extra_csv
+
+
+def _main_table(
+    g: _Grid, paper: tuple[str, Any] | None, base_of: dict[str, str]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The main table's Markdown rows (the paper's number in brackets) and CSV rows."""
+    lines: list[str] = []
     csv_rows: list[dict[str, Any]] = []
-    base_of = {labels[r.path]: method_label(r.config) for r in runs}
-    for label in rows:
+    for label in g.rows:
         out = []
         base = base_of.get(label, label)  # the paper's row for "CE (epochs=160)" is "CE"
-        for col in cols:
-            cell = cells.get((label, col), Cell())
+        for col in g.cols:
+            cell = g.cells.get((label, col), Cell())
             text = cell.text() + (f" (n={len(cell.values)})" if cell.values else "")
-            if label == BEST_TAU_ROW and col in chosen_tau:
-                text += f" tau={chosen_tau[col][1]:g}"
+            if label == BEST_TAU_ROW and col in g.chosen_tau:
+                text += f" tau={g.chosen_tau[col][1]:g}"
             if (
                 paper
                 and base in paper[1]
@@ -467,35 +506,31 @@ def _tables(
                 text += f" [{mean:.2f}" + (f" +- {std:.2f}]" if std is not None else "]")
             out.append(text)
             if cell.values:
-                csv_rows.append(_csv_row(protocol, label, col_key, col, metric_name, cell))
+                csv_rows.append(_csv_row(g.protocol, label, g.col_key, col, g.metric_name, cell))
         lines.append(f"| {label} | " + " | ".join(out) + " |")
-    reference = paired_against if paired_against is not None else default_reference(rows)
-    if reference in rows:
-        paired_lines, paired_csv = _paired_table(
-            rows, cols, cells, reference, how, protocol, col_key
-        )
-        lines += paired_lines
-        csv_rows += paired_csv
+    return lines, csv_rows
+
+
+def _extra_tables(g: _Grid) -> tuple[list[str], list[dict[str, Any]]]:
+    """One table per metric of :data:`_EXTRA` that some run recorded, and its CSV rows."""
+    lines: list[str] = []
+    csv_rows: list[dict[str, Any]] = []
     for name, _ in _EXTRA:
-        present = [label for label in rows if any((name, label, c) in extra for c in cols)]
+        present = [label for label in g.rows if any((name, label, c) in g.extra for c in g.cols)]
         if not present:
             continue
-        lines += ["", f"{name} (test), mean +- std over seeds:", ""]
-        lines += [
-            "| method | " + " | ".join(_fmt_col(c) for c in cols) + " |",
-            "|---" * (len(cols) + 1) + "|",
-        ]
+        lines += ["", f"{name} (test), mean +- std over seeds:", "", *_header_row(g.cols)]
         for label in present:
             lines.append(
                 f"| {label} | "
-                + " | ".join(extra.get((name, label, c), Cell()).text() for c in cols)
+                + " | ".join(g.extra.get((name, label, c), Cell()).text() for c in g.cols)
                 + " |"
             )
-            for c in cols:
-                found = extra.get((name, label, c))
+            for c in g.cols:
+                found = g.extra.get((name, label, c))
                 if found is not None and found.values:
-                    csv_rows.append(_csv_row(protocol, label, col_key, c, name, found))
-    return "\n".join(lines) + "\n", csv_rows
+                    csv_rows.append(_csv_row(g.protocol, label, g.col_key, c, name, found))
+    return lines, csv_rows
 
 
 def default_reference(rows: Sequence[str]) -> str | None:
@@ -590,8 +625,7 @@ def _paired_table(
         "two-sided sign test's p over them (ties left out: how likely a split at least "
         "this uneven would be if each row were as likely to win any pair).",
         "",
-        "| method | " + " | ".join(_fmt_col(c) for c in cols) + " | all |",
-        "|---" * (len(cols) + 2) + "|",
+        *_header_row(cols, "all"),
     ]
     metric = f"advantage of {reference} (paired, {unit})"
     csv_rows: list[dict[str, Any]] = []
@@ -611,16 +645,16 @@ def _paired_table(
 
 
 def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
-    """Fig. 1 style per-class accuracy vs training count; CDB weights and tau; error vs tau."""
+    """Fig. 1 style per-class accuracy vs training count; CDB weights and tau; error vs tau.
+
+    Written to ``fig_dir/{tag}_{name}.png``; returns the paths in drawing order.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written: list[Path] = []
-    col_key = _column_key(runs)
-    protocol = runs[0].protocol
-    metric_name, how = _metric(protocol)
 
     def save(fig: Any, name: str) -> None:
         buf = io.BytesIO()
@@ -630,15 +664,42 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
         atomic_write_bytes(path, buf.getvalue())
         written.append(path)
 
-    # 1. per-class test accuracy against training count, at the most imbalanced column
-    def hardness(r: RunRecord) -> float:
-        v = r.data_options.get(col_key) if col_key else None
-        if not isinstance(v, (int, float)):
-            return 0.0
-        return float(v)
+    col_key = _column_key(runs)
+    # the figures of one column read the most imbalanced one
+    target = max(_hardness(r, col_key) for r in runs)
+    chosen = [r for r in runs if _hardness(r, col_key) == target]
+    save(_per_class_figure(runs, chosen, col_key, target), "per_class_vs_count")
+    plain, smoothed = _cdb_weight_runs(chosen)
+    for group, name in ((plain, "cdb_weights_tau"), (smoothed, "cdb_weights_tau_momentum")):
+        if group:
+            save(_weights_figure(group[0], col_key, target), name)
+    fig = _tau_figure(runs, col_key)
+    if fig is not None:
+        save(fig, "metric_vs_tau")
+    return written
 
-    target = max(hardness(r) for r in runs)
-    chosen = [r for r in runs if hardness(r) == target]
+
+def _hardness(r: RunRecord, col_key: str | None) -> float:
+    """The run's column value where it is a number (higher: more imbalanced), else 0."""
+    v = r.data_options.get(col_key) if col_key else None
+    if not isinstance(v, (int, float)):
+        return 0.0
+    return float(v)
+
+
+def _mean_class_accuracy(group: list[RunRecord], c: int) -> float:
+    """Mean test accuracy of class ``c`` over the runs that measured it (NaN if none did)."""
+    values = [float(g.result["test"]["per_class_accuracy"][c]) for g in group]
+    seen = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(seen) if seen else math.nan
+
+
+def _per_class_figure(
+    runs: list[RunRecord], chosen: list[RunRecord], col_key: str | None, target: float
+) -> Any:
+    """Per-class test accuracy against training count (paper Fig. 1), one line per row."""
+    import matplotlib.pyplot as plt
+
     by_label: dict[str, list[RunRecord]] = defaultdict(list)
     labels = row_labels(runs, col_key)
     for r in chosen:
@@ -646,16 +707,7 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, group in sorted(by_label.items(), key=lambda kv: _row_order(kv[0])):
         counts = group[0].result["class_counts"]
-        per_class = [
-            statistics.fmean(
-                float(g.result["test"]["per_class_accuracy"][c])
-                for g in group
-                if not math.isnan(float(g.result["test"]["per_class_accuracy"][c]))
-            )
-            if any(not math.isnan(float(g.result["test"]["per_class_accuracy"][c])) for g in group)
-            else math.nan
-            for c in range(len(counts))
-        ]
+        per_class = [_mean_class_accuracy(group, c) for c in range(len(counts))]
         order = sorted(range(len(counts)), key=lambda c: -counts[c])
         ax.plot(
             [counts[c] for c in order],
@@ -667,15 +719,21 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class")
     ax.set_ylabel("test accuracy of the class (%)")
+    protocol = runs[0].protocol
     title = f"{protocol}" + (f", {col_key} = {_fmt_col(target)}" if col_key else "")
     ax.set_title(f"Per-class accuracy vs training count ({title})")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    save(fig, "per_class_vs_count")
+    return fig
 
-    # 2. CDB weights and tau over epochs (at the most imbalanced column): the paper's
-    # dynamic tau first, then the other CDB runs in path order; a second figure for
-    # the first run with momentum (the moving average of the accuracies), if any.
+
+def _cdb_weight_runs(chosen: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
+    """The CDB runs that logged weights: under the paper's rule, and with momentum.
+
+    Each list comes the paper's dynamic tau first, then the others in path
+    order; the figures draw the first run of each.
+    """
+
     def momentum(r: RunRecord) -> float:
         return float(r.config["loss"].get("options", {}).get("momentum") or 0.0)
 
@@ -693,16 +751,20 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
         ),
     )
     plain = [r for r in cdb if _paper_rule(r.config["loss"].get("options", {}))]
-    smoothed = [r for r in cdb if momentum(r) > 0]
-    for group, name in ((plain, "cdb_weights_tau"), (smoothed, "cdb_weights_tau_momentum")):
-        if group:
-            save(_weights_figure(group[0], col_key, target), name)
+    return plain, [r for r in cdb if momentum(r) > 0]
 
-    # 3. metric against fixed tau (Table 2 / 4 as a plot)
-    fixed = [r for r in runs if r.config["loss"]["name"] in _PAPER_NAMES]
+
+def _tau_figure(runs: list[RunRecord], col_key: str | None) -> Any:
+    """The metric against fixed tau, one line per column (Table 2 / 4 as a plot); dotted:
+    dynamic tau. None unless some column has two fixed tau values."""
+    import matplotlib.pyplot as plt
+
+    metric_name, how = _metric(runs[0].protocol)
     points: dict[Any, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     dynamic: dict[Any, list[float]] = defaultdict(list)
-    for r in fixed:
+    for r in runs:
+        if r.config["loss"]["name"] not in _PAPER_NAMES:
+            continue
         opts = r.config["loss"].get("options", {})
         col = r.data_options.get(col_key) if col_key else "all"
         fixed_tau = _fixed_tau(r.config)
@@ -710,25 +772,25 @@ def _figures(runs: list[RunRecord], fig_dir: Path, tag: str) -> list[Path]:
             points[col][fixed_tau].append(_value(r.result, how))
         elif opts.get("tau", "dynamic") == "dynamic" and _paper_rule(opts):
             dynamic[col].append(_value(r.result, how))
-    if any(len(p) >= 2 for p in points.values()):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for col, pts in sorted(points.items(), key=lambda kv: str(kv[0])):
-            taus = sorted(pts)
-            line = ax.plot(
-                taus,
-                [statistics.fmean(pts[t]) for t in taus],
-                marker="o",
-                label=f"{col_key}={_fmt_col(col)}",
-            )
-            if dynamic.get(col):
-                ax.axhline(statistics.fmean(dynamic[col]), color=line[0].get_color(), ls=":", lw=1)
-        ax.set_xlabel("fixed tau (dotted: dynamic tau)")
-        ax.set_ylabel(metric_name)
-        ax.set_title(f"CDB-CE: {metric_name} against tau ({protocol})")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        save(fig, "metric_vs_tau")
-    return written
+    if not any(len(p) >= 2 for p in points.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for col, pts in sorted(points.items(), key=lambda kv: str(kv[0])):
+        taus = sorted(pts)
+        line = ax.plot(
+            taus,
+            [statistics.fmean(pts[t]) for t in taus],
+            marker="o",
+            label=f"{col_key}={_fmt_col(col)}",
+        )
+        if dynamic.get(col):
+            ax.axhline(statistics.fmean(dynamic[col]), color=line[0].get_color(), ls=":", lw=1)
+    ax.set_xlabel("fixed tau (dotted: dynamic tau)")
+    ax.set_ylabel(metric_name)
+    ax.set_title(f"CDB-CE: {metric_name} against tau ({runs[0].protocol})")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def _weights_figure(run: RunRecord, col_key: str | None, column: Any) -> Any:
@@ -929,18 +991,7 @@ def write_report(
     for r in runs:
         by_protocol[r.protocol].append(r)
     if paired_against is not None:
-        known = sorted(
-            {
-                label
-                for group in by_protocol.values()
-                for label in row_labels(group, _column_key(group)).values()
-            }
-        )
-        if paired_against not in known:
-            raise ValueError(
-                f"paired_against={paired_against!r} is not a row of this report; its rows: "
-                + ", ".join(repr(k) for k in known)
-            )
+        _check_row(paired_against, by_protocol)
     noun = "run" if len(runs) == 1 else "runs"
     left_out = ""
     if skipped:
@@ -956,10 +1007,38 @@ def write_report(
             for path in _figures(group, out / "figures", protocol):
                 md.append(f"![{path.stem}](figures/{path.name})\n")
     md.append(_compute_table(runs))
+    return _write_files(out, md, all_rows, by_protocol)
+
+
+def _check_row(label: str, by_protocol: dict[str, list[RunRecord]]) -> None:
+    """Refuse a ``paired_against`` that is no row of the report; the message lists the rows."""
+    known = sorted(
+        {
+            row
+            for group in by_protocol.values()
+            for row in row_labels(group, _column_key(group)).values()
+        }
+    )
+    if label not in known:
+        raise ValueError(
+            f"paired_against={label!r} is not a row of this report; its rows: "
+            + ", ".join(repr(k) for k in known)
+        )
+
+
+def _write_files(
+    out: Path,
+    md: list[str],
+    cells: list[dict[str, Any]],
+    by_protocol: dict[str, list[RunRecord]],
+) -> Path:
+    """Write ``report.csv`` (the tables' cells), ``runs.csv`` (one row per run) and
+    ``report.md`` (``md``'s parts) into ``out``; return the path of ``report.md``."""
     fields = ["protocol", "method", "column", "value", "metric", "mean", "std", "n"]
-    atomic_write_text(out / "report.csv", _csv_text(all_rows, fields))
-    per_run = [row for _, group in sorted(by_protocol.items()) for row in run_rows(group)]
-    selected = any(r.result.get("select") == "best" for r in runs)
+    atomic_write_text(out / "report.csv", _csv_text(cells, fields))
+    groups = [group for _, group in sorted(by_protocol.items())]
+    per_run = [row for group in groups for row in run_rows(group)]
+    selected = any(r.result.get("select") == "best" for group in groups for r in group)
     run_fields = (*RUN_FIELDS, *SELECT_FIELDS) if selected else RUN_FIELDS
     atomic_write_text(out / "runs.csv", _csv_text(per_run, run_fields))
     report = out / "report.md"

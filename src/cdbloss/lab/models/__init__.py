@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+from .layers import NormedLinear
 from .lenet import LeNet5, lenet5
 from .mlp import MLP, mlp
 from .pretrained import LoadReport, PretrainedError, load_pretrained, read_state_dict
@@ -45,7 +46,6 @@ from .registry import (
 from .resnet import ImageNetResNet, resnet10, resnet18
 from .resnet_cifar import (
     CifarResNet,
-    NormedLinear,
     resnet8,
     resnet20,
     resnet32,

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .layers import NormedLinear
 from .registry import check_bool, check_int, register_model
-from .resnet_cifar import NormedLinear
 
 __all__ = ["LeNet5", "lenet5"]
 

@@ -64,7 +64,7 @@ from typing import TypeGuard
 import torch
 from torch import Tensor, nn
 
-from .resnet_cifar import NormedLinear
+from .layers import NormedLinear
 
 __all__ = [
     "LoadReport",
@@ -200,7 +200,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], st
 
 def classifier_name(model: nn.Module) -> str:
     """The module name of ``model``'s classifier: its last ``nn.Linear`` or
-    :class:`~cdbloss.lab.models.resnet_cifar.NormedLinear` (``fc``, ``linear``,
+    :class:`~cdbloss.lab.models.layers.NormedLinear` (``fc``, ``linear``,
     ``classifier.4``...).
 
     Raises:

@@ -27,6 +27,8 @@ from typing import Any
 
 from torch import nn
 
+from cdbloss.registry import Registry
+
 __all__ = [
     "MODELS",
     "TORCHVISION_PREFIX",
@@ -43,8 +45,14 @@ __all__ = [
 
 ModelFactory = Callable[..., nn.Module]
 
+#: Names starting with this build ``torchvision.models.<arch>`` (see the module doc).
+TORCHVISION_PREFIX = "torchvision."
+_ARCH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 #: Registered model factories by name.
-MODELS: dict[str, ModelFactory] = {}
+MODELS: Registry[ModelFactory] = Registry(
+    "model", hint=", or torchvision.<arch> (e.g. torchvision.resnet50)"
+)
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -53,23 +61,7 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     Raises:
         ValueError: if ``name`` is already registered.
     """
-
-    def deco(fn: ModelFactory) -> ModelFactory:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = fn
-        return fn
-
-    return deco
-
-
-#: Names starting with this build ``torchvision.models.<arch>`` (see the module doc).
-TORCHVISION_PREFIX = "torchvision."
-_ARCH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _known() -> str:
-    return f"known models: {sorted(MODELS)}, or torchvision.<arch> (e.g. torchvision.resnet50)"
+    return MODELS.register(name)
 
 
 def is_model_name(name: str) -> bool:
@@ -84,11 +76,9 @@ def is_model_name(name: str) -> bool:
 def get_model(name: str) -> ModelFactory:
     """The factory registered as ``name`` (or for ``torchvision.<arch>``); an unknown name
     lists the known ones."""
-    if name in MODELS:
-        return MODELS[name]
-    if is_model_name(name):
+    if name not in MODELS and is_model_name(name):
         return _torchvision_factory(name[len(TORCHVISION_PREFIX) :])
-    raise ValueError(f"unknown model {name!r}; {_known()}")
+    return MODELS.lookup(name)
 
 
 def _torchvision_factory(arch: str) -> ModelFactory:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import NormedLinear
 from .registry import check_bool, check_int, check_int_sequence, register_model
-from .resnet_cifar import NormedLinear
 
 __all__ = ["ImageNetResNet", "resnet10", "resnet18"]
 
@@ -66,7 +66,7 @@ class ImageNetResNet(nn.Module):
         num_classes: ``C``.
         layers: blocks per stage, four ints ``>= 1``; ``(1, 1, 1, 1)`` is ResNet-10,
             ``(2, 2, 2, 2)`` ResNet-18.
-        normed_linear: cosine head (:class:`~cdbloss.lab.models.resnet_cifar.NormedLinear`,
+        normed_linear: cosine head (:class:`~cdbloss.lab.models.layers.NormedLinear`,
             for LDAM) instead of ``nn.Linear``.
         in_channels: image channels (3).
 
