@@ -29,7 +29,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -61,6 +61,7 @@ from cdbloss.lab.engine.distributed import (
     shard_indices,
 )
 from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
+from cdbloss.lab.io import jsonable, progress
 from cdbloss.lab.metrics import ConfusionMatrix, summarize
 from cdbloss.lab.models import build_model, load_pretrained, read_state_dict
 from cdbloss.losses import build_loss, wants_difficulty, wants_epoch
@@ -146,16 +147,6 @@ def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
         section, key = dotted.split(".")
         out.get(section, {}).pop(key, None)
     return out
-
-
-def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
 
 
 def _epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
@@ -405,7 +396,7 @@ def run_result(
         "num_classes": splits.num_classes,
         "class_names": splits.class_names,
         "class_counts": splits.class_counts,
-        "data_info": _portable(_jsonable(splits.info)),
+        "data_info": _portable(jsonable(splits.info)),
         "epochs": cfg.train.epochs,
         "world_size": world_size,
         "select": cfg.train.select,
@@ -713,18 +704,19 @@ class Trainer:
 
     def _epoch_batches(
         self, splits: DataSplits, epoch: int, sampler: CDBSampler | None
-    ) -> tuple[Iterator[tuple[Tensor, Tensor]], int]:
+    ) -> tuple[Iterable[tuple[Tensor, Tensor]], int]:
         """The training batches of ``epoch`` (with a progress bar if asked) and their count."""
         assert self.dist is not None
         cfg, info = self.cfg, self.dist
         mine = self._epoch_order(splits, epoch, sampler)
         per_rank_batch = cfg.train.batch_size // info.world_size
         n_total = math.ceil(len(mine) / per_rank_batch)
-        batches = _progress(
+        batches = progress(
             self._batches(splits.train, mine, per_rank_batch, info.device),
-            cfg.train.progress and info.is_main,
             total=n_total,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+            enabled=cfg.train.progress and info.is_main,
+            dynamic_ncols=True,
         )
         return batches, n_total
 
@@ -1079,19 +1071,6 @@ def _portable(obj: Any) -> Any:
         return o
 
     return walk(obj)
-
-
-def _jsonable(obj: Any) -> Any:
-    """``obj`` with anything JSON cannot hold turned into a string."""
-    try:
-        json.dumps(obj)
-        return obj
-    except TypeError:
-        if isinstance(obj, dict):
-            return {str(k): _jsonable(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [_jsonable(v) for v in obj]
-        return str(obj)
 
 
 def train(
