@@ -43,12 +43,17 @@ from cdbloss.lab.engine.config import (
 )
 from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
 from cdbloss.lab.engine.trainer import experiment_differences
+from cdbloss.lab.experiments.launch import Launcher, RunTask, make_launcher
 
-__all__ = ["VARIANTS", "SweepRun", "expand_grid", "pace_text", "run_sweep"]
+__all__ = ["LAUNCHER", "VARIANTS", "SweepRun", "expand_grid", "pace_text", "run_sweep"]
 
 #: A sweep key whose values are mappings of overrides applied together, e.g.
 #: ``variants: [{loss.name: ce}, {loss.name: ce, train.method: l2rw}]``.
 VARIANTS = "variants"
+
+#: The sweep key that chooses where the runs train, not a grid axis:
+#: ``launcher: {name: slurm, partition: gpu, ...}`` (:mod:`cdbloss.lab.experiments.launch`).
+LAUNCHER = "launcher"
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,11 @@ def expand_grid(cfg: ExperimentConfig) -> list[SweepRun]:
     """The runs of ``cfg.sweep`` (one run, the config itself, when there is no grid)."""
     base = config_to_dict(cfg)
     base.pop("sweep")
-    if not cfg.sweep:
+    grid = {k: v for k, v in cfg.sweep.items() if k != LAUNCHER}
+    if not grid:
         return [SweepRun(cfg.name, (), config_from_dict(base))]
     axes: list[list[tuple[tuple[str, Any], ...]]] = []
-    for key, values in cfg.sweep.items():
+    for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"sweep key {key!r} must map to a non-empty list, got {values!r}")
         if key == VARIANTS:
@@ -226,6 +232,7 @@ def run_sweep(
     out_dir: str | Path,
     workers: int = 1,
     progress: bool = True,
+    launcher: Launcher | str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every point of ``cfg``'s grid into ``out_dir/<run_id>``.
 
@@ -234,6 +241,9 @@ def run_sweep(
         out_dir: the sweep folder (holds ``sweep.json`` and one folder per run).
         workers: parallel worker processes; each gets ``cores // workers`` torch threads.
         progress: print a line per finished run.
+        launcher: where the runs train: a :class:`~cdbloss.lab.experiments.launch.Launcher`,
+            or a name (``local``, ``slurm``, ``submitit-local``) set up from
+            ``cfg.sweep["launcher"]``; by default the config's, else ``local``.
 
     Returns:
         ``run_id -> status record``; also written to ``out_dir/sweep.json``.
@@ -243,8 +253,11 @@ def run_sweep(
     out = Path(out_dir)
     check_sweep_folder(out)
     runs = expand_grid(cfg)
+    if not isinstance(launcher, Launcher):
+        launcher = make_launcher(cfg.sweep.get(LAUNCHER), launcher, workers, out.absolute())
+    # held while the launcher waits for its runs, wherever they train
     with folder_lock(out, SWEEP_LOCK_NAME, "sweep folder"):
-        return _run_sweep(cfg, out, runs, workers, progress)
+        return _run_sweep(cfg, out, runs, launcher, progress)
 
 
 def _finished_and_todo(
@@ -265,15 +278,12 @@ def _finished_and_todo(
 
 
 def _run_in_pool(
-    out: Path,
-    todo: list[SweepRun],
-    configs: list[dict[str, Any]],
+    tasks: list[RunTask],
     workers: int,
     threads: int,
-    statuses: dict[str, dict[str, Any]],
-    report: Callable[[str], None],
+    finished: Callable[[str, dict[str, Any]], None],
 ) -> None:
-    """Train ``todo`` in ``workers`` spawned processes, filling ``statuses`` as each ends.
+    """Train ``tasks`` in ``workers`` spawned processes, calling ``finished`` as each ends.
 
     On Ctrl-C the workers are stopped (each keeps its last checkpoint) and the
     ``KeyboardInterrupt`` goes on to the caller.
@@ -286,17 +296,17 @@ def _run_in_pool(
     )
     try:
         futures = {
-            pool.submit(_run_in_worker, d, str(out / run.run_id), threads): run.run_id
-            for run, d in zip(todo, configs, strict=True)
+            pool.submit(_run_in_worker, task.config, str(task.run_dir), threads): task
+            for task in tasks
         }
         for fut in cf.as_completed(futures):
-            run_id = futures[fut]
+            task = futures[fut]
             try:
-                statuses[run_id] = fut.result()
+                status = fut.result()
             except Exception as err:  # the worker process itself died
-                statuses[run_id] = {"status": "failed", "error": f"worker died: {err}"}
-                atomic_write_json(out / run_id / "error.json", statuses[run_id])
-            report(run_id)
+                status = {"status": "failed", "error": f"worker died: {err}"}
+                atomic_write_json(task.run_dir / "error.json", status)
+            finished(task.run_id, status)
     except KeyboardInterrupt:
         _stop_workers(pool)
         raise
@@ -305,14 +315,13 @@ def _run_in_pool(
 
 
 def _run_sweep(
-    cfg: ExperimentConfig, out: Path, runs: list[SweepRun], workers: int, progress: bool
+    cfg: ExperimentConfig, out: Path, runs: list[SweepRun], launcher: Launcher, progress: bool
 ) -> dict[str, dict[str, Any]]:
     statuses, todo = _finished_and_todo(out, runs)
     if progress:
         print(
             f"sweep {cfg.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run"
         )
-    threads = max(1, (os.cpu_count() or 1) // workers)
     start = time.perf_counter()
 
     first_with: dict[str, str] = {}  # error -> the first run that failed with it
@@ -337,23 +346,20 @@ def _run_sweep(
             "command resumes the others, each from its last checkpoint"
         )
 
-    quiet = []
+    tasks = []
     for run in todo:
         d = config_to_dict(run.config)
         d["train"]["progress"] = False  # one console, many workers
-        quiet.append(d)
-    if workers == 1:
-        try:
-            for run, d in zip(todo, quiet, strict=True):
-                statuses[run.run_id] = _run_one(d, str(out / run.run_id), 0)
-                report(run.run_id)
-        except KeyboardInterrupt:
-            raise stopped() from None
-    else:
-        try:
-            _run_in_pool(out, todo, quiet, workers, threads, statuses, report)
-        except KeyboardInterrupt:
-            raise stopped() from None
+        tasks.append(RunTask(run.run_id, d, out / run.run_id))
+
+    def finished(run_id: str, status: dict[str, Any]) -> None:
+        statuses[run_id] = status
+        report(run_id)
+
+    try:
+        launcher.launch(tasks, finished)
+    except KeyboardInterrupt:
+        raise stopped() from None
     ordered = _write_status(out, cfg.name, runs, statuses, "failed")
     failed = [k for k, v in ordered.items() if v["status"] != "done"]
     if progress and failed:
