@@ -189,7 +189,12 @@ class SubmititLauncher(Launcher):
         self.cluster = cluster
         self.parallelism = parallelism
         self.poll_s = poll_s
-        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        try:
+            self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        except RuntimeError as err:  # no srun here: not a SLURM machine
+            raise ValueError(
+                f"launcher {cluster!r}: {err} (run the sweep where SLURM's srun and sbatch are)"
+            ) from None
         params = {SLURM_OPTIONS[k]: v for k, v in options.items()}
         params.setdefault("timeout_min", 60 if cluster == "slurm" else 24 * 60)
         try:
