@@ -239,3 +239,28 @@ def test_the_lab_imports_submitit_only_for_its_launchers() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_job_stopped_at_its_time_limit_is_queued_again_as_the_same_call() -> None:
+    import submitit
+
+    from cdbloss.lab.experiments.launch import TrainJob
+
+    job = TrainJob()
+    # submitit's signal handler requeues a job only when its function has `checkpoint`
+    assert hasattr(job, "checkpoint")
+    again = submitit.helpers.DelayedSubmission(job, {"seed": 0}, "runs/x", 2)._checkpoint_function()
+    assert isinstance(again.function, TrainJob) and again.args == ({"seed": 0}, "runs/x", 2)
+
+
+@pytest.mark.usefixtures("fake_srun")
+def test_the_example_cluster_config_loads_and_sets_up_slurm(tmp_path: Path) -> None:
+    from cdbloss.lab.engine.config import load_config
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "sweep_slurm.yaml"
+    cfg = load_config(example, ["sweep.launcher.partition=short"])
+    assert len(expand_grid(cfg)) == 4
+    launcher = make_launcher(cfg.sweep["launcher"], None, 1, tmp_path)
+    assert isinstance(launcher, SubmititLauncher) and launcher.threads == 2
+    params = launcher.executor._executor.parameters
+    assert params["partition"] == "short" and params["array_parallelism"] == 8

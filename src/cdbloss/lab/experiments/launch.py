@@ -135,10 +135,10 @@ def _submitit() -> Any:
 class TrainJob:
     """The body of one submitit job: train one run, in the job's process.
 
-    On a time limit or a preemption, submitit asks
-    :meth:`__submitit_checkpoint__` for the job to queue again: the same call,
-    which resumes the run from its last ``checkpoint.pt`` (submitit requeues a
-    job at most ``max_num_timeout`` times, 3 by default).
+    On a time limit or a preemption, submitit asks :meth:`checkpoint` for the
+    job to queue again: the same call, which resumes the run from its last
+    ``checkpoint.pt``. submitit requeues a job that reaches its time limit at
+    most 3 times; then the run fails with submitit's reason in its ``error.json``.
     """
 
     def __call__(self, config: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
@@ -146,7 +146,7 @@ class TrainJob:
 
         return _run_one(config, run_dir, threads)
 
-    def __submitit_checkpoint__(self, *args: Any, **kwargs: Any) -> Any:
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """The resubmission submitit queues when the job is stopped early."""
         return _submitit().helpers.DelayedSubmission(self, *args, **kwargs)
 
@@ -263,8 +263,8 @@ def make_launcher(spec: object, name: str | None, workers: int, out: Path) -> La
         spec: the config's ``sweep.launcher``: a mapping (``name`` plus
             :data:`SLURM_OPTIONS` keys and ``folder``), or ``None``.
         name: the launcher's name from the command line; wins over ``spec``.
-        workers: ``--workers``: the local launcher's processes, and the most jobs
-            ``submitit-local`` runs at once unless ``array_parallelism`` is set.
+        workers: ``--workers``: the processes on this machine, the local launcher's
+            and ``submitit-local``'s (SLURM takes ``array_parallelism`` instead).
         out: the sweep folder; submitit's folder defaults to ``out/.submitit/%j``.
 
     Raises:
@@ -282,10 +282,5 @@ def make_launcher(spec: object, name: str | None, workers: int, out: Path) -> La
     if chosen == "local":
         return LocalLauncher(workers)
     folder = spec.pop("folder", None) or str(out / ".submitit" / "%j")
-    parallelism = spec.get("array_parallelism", workers)
-    if not isinstance(parallelism, int) or isinstance(parallelism, bool):
-        raise ValueError(
-            f"sweep.launcher.array_parallelism must be an integer, got {parallelism!r}"
-        )
     cluster = "slurm" if chosen == "slurm" else "local"
-    return SubmititLauncher(cluster, folder, spec, parallelism=parallelism)
+    return SubmititLauncher(cluster, folder, spec, parallelism=workers)
