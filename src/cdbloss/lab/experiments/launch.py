@@ -29,9 +29,10 @@ overrides any key. Whatever the launcher, a run is the same function
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -151,6 +152,28 @@ class TrainJob:
         return _submitit().helpers.DelayedSubmission(self, *args, **kwargs)
 
 
+@contextlib.contextmanager
+def _quiet_stderr(enabled: bool) -> Iterator[None]:
+    """While on, processes started here write their stderr to the null device.
+
+    submitit's local executor starts a controller per job that inherits the
+    console, and a Ctrl-C or a cancel would print its traceback there; the
+    jobs' own output goes to their logs either way.
+    """
+    if not enabled:
+        yield
+        return
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
+
+
 class SubmititLauncher(Launcher):
     """Each run a submitit job: a SLURM job array, or local processes.
 
@@ -161,7 +184,9 @@ class SubmititLauncher(Launcher):
         options: ``sweep.launcher`` keys (:data:`SLURM_OPTIONS`).
         parallelism: with ``cluster="local"``, the most jobs running at once
             (SLURM takes ``array_parallelism`` from ``options``).
-        poll_s: seconds between looks at the jobs' states.
+        poll_s: seconds between looks at the jobs' states (default 0.5 for local
+            jobs; 10 on SLURM, where each look reads the shared filesystem, and
+            submitit asks ``sacct`` less often still).
 
     Raises:
         ValueError: submitit is missing, or an option is unknown or has the wrong type.
@@ -175,7 +200,7 @@ class SubmititLauncher(Launcher):
         folder: str | Path,
         options: dict[str, Any] | None = None,
         parallelism: int = 1,
-        poll_s: float = 0.5,
+        poll_s: float | None = None,
     ) -> None:
         options = dict(options or {})
         unknown = sorted(set(options) - set(SLURM_OPTIONS))
@@ -188,7 +213,7 @@ class SubmititLauncher(Launcher):
         submitit = _submitit()
         self.cluster = cluster
         self.parallelism = parallelism
-        self.poll_s = poll_s
+        self.poll_s = poll_s if poll_s is not None else (10.0 if cluster == "slurm" else 0.5)
         try:
             self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
         except RuntimeError as err:  # no srun here: not a SLURM machine
@@ -229,12 +254,9 @@ class SubmititLauncher(Launcher):
         threads = self.threads or (
             max(1, (os.cpu_count() or 1) // self.parallelism) if self.cluster == "local" else 0
         )
-        jobs: list[Any] = self.executor.map_array(
-            TrainJob(),
-            [t.config for t in batch],
-            [str(t.run_dir.absolute()) for t in batch],
-            [threads] * len(batch),
-        )
+        args = ([t.config for t in batch], [str(t.run_dir.absolute()) for t in batch])
+        with _quiet_stderr(self.cluster == "local"):
+            jobs: list[Any] = self.executor.map_array(TrainJob(), *args, [threads] * len(batch))
         return jobs
 
     @staticmethod
