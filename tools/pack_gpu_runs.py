@@ -199,7 +199,8 @@ def pack(
     going, and the deadline stops whatever is still running.
     """
     from cdbloss.lab.engine.config import config_to_dict, load_config
-    from cdbloss.lab.experiments.sweep import _run_one, expand_grid, run_status
+    from cdbloss.lab.experiments.jobs import run_one as _run_one
+    from cdbloss.lab.experiments.sweep import expand_grid, run_status
 
     start = time.monotonic()
     deadline = start + budget_s

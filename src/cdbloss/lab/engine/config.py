@@ -368,6 +368,8 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
             "config keys optim.momentum and optim.weight_decay must be >= 0, optim.gamma > 0"
         )
     for key, values in cfg.sweep.items():
+        if key == "launcher":  # where the runs train (cdbloss.lab.experiments.launch)
+            continue
         if key == "fuse":  # a switch, not a grid axis (cdbloss.lab.experiments.sweep)
             if not isinstance(values, bool):
                 raise ConfigError(f"config key 'sweep.fuse' must be true or false, got {values!r}")
@@ -502,6 +504,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def _split_key(cfg_or_raw: Any, key: str) -> list[str]:
     parts = key.split(".")
+    if parts[:2] == ["sweep", "launcher"]:  # sweep.launcher.partition=gpu: a launcher option
+        return parts
     if parts[0] == "sweep" and len(parts) > 2:
         # a grid key is itself dotted: sweep.data.options.ratio=[0.9] sets the grid key
         # "data.options.ratio" (checked against the config when the grid is built)

@@ -33,7 +33,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    statuses = run_sweep(cfg, out, workers=args.workers, fuse=True if args.fuse else None)
+    statuses = run_sweep(
+        cfg,
+        out,
+        workers=args.workers,
+        fuse=True if args.fuse else None,
+        launcher=args.launcher,
+    )
     failed = [k for k, v in statuses.items() if v["status"] != "done"]
     if args.report:
         from cdbloss.lab.experiments.report import write_report
@@ -119,6 +125,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("config")
     p.add_argument("overrides", nargs="*")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument(
+        "--launcher",
+        choices=["local", "slurm", "submitit-local"],
+        help="where the runs train: local worker processes (default), one SLURM job each "
+        "(submitit; options under sweep.launcher in the config), or submitit's local "
+        "executor (default: sweep.launcher.name, else local)",
+    )
     p.add_argument("--out", help="sweep folder (default runs/<name>)")
     p.add_argument("--report", action="store_true", help="write the report when done")
     p.add_argument(

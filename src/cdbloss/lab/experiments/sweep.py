@@ -17,21 +17,12 @@ worker told to stop leaves its run's checkpoint and releases its folder's lock.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import ctypes
 import itertools
 import json
-import multiprocessing as mp
-import os
 import re
-import signal
-import threading
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from cdbloss.lab.engine.checkpoint import atomic_write_json, read_json
@@ -43,8 +34,19 @@ from cdbloss.lab.engine.config import (
 )
 from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
 from cdbloss.lab.engine.trainer import experiment_differences
+from cdbloss.lab.experiments.jobs import RunTask
+from cdbloss.lab.experiments.launch import Launcher, make_launcher
 
-__all__ = ["FUSE", "VARIANTS", "SweepRun", "expand_grid", "pace_text", "plan_jobs", "run_sweep"]
+__all__ = [
+    "FUSE",
+    "LAUNCHER",
+    "VARIANTS",
+    "SweepRun",
+    "expand_grid",
+    "pace_text",
+    "plan_jobs",
+    "run_sweep",
+]
 
 #: A sweep key whose values are mappings of overrides applied together, e.g.
 #: ``variants: [{loss.name: ce}, {loss.name: ce, train.method: l2rw}]``.
@@ -52,6 +54,10 @@ VARIANTS = "variants"
 #: A sweep key holding ``true`` or ``false``: train the grid's runs in fused groups
 #: (``cdbloss sweep --fuse``); not a grid axis.
 FUSE = "fuse"
+
+#: The sweep key that chooses where the runs train, not a grid axis:
+#: ``launcher: {name: slurm, partition: gpu, ...}`` (:mod:`cdbloss.lab.experiments.launch`).
+LAUNCHER = "launcher"
 
 
 @dataclass(frozen=True)
@@ -72,12 +78,11 @@ def expand_grid(cfg: ExperimentConfig) -> list[SweepRun]:
     """The runs of ``cfg.sweep`` (one run, the config itself, when there is no grid)."""
     base = config_to_dict(cfg)
     base.pop("sweep")
-    if not any(key != FUSE for key in cfg.sweep):
+    grid = {k: v for k, v in cfg.sweep.items() if k not in (FUSE, LAUNCHER)}
+    if not grid:
         return [SweepRun(cfg.name, (), config_from_dict(base))]
     axes: list[list[tuple[tuple[str, Any], ...]]] = []
-    for key, values in cfg.sweep.items():
-        if key == FUSE:
-            continue
+    for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"sweep key {key!r} must map to a non-empty list, got {values!r}")
         if key == VARIANTS:
@@ -118,144 +123,6 @@ def run_status(run_dir: Path) -> str:
     return "new"
 
 
-def _run_one(cfg_dict: dict[str, Any], out_dir: str, threads: int) -> dict[str, Any]:
-    """Worker body: train one run; record an error instead of raising."""
-    import torch
-
-    from cdbloss.lab.engine.trainer import Trainer
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    run_dir = Path(out_dir)
-    start = time.time()
-    try:
-        cfg = config_from_dict(cfg_dict)
-        result = Trainer(cfg, run_dir).fit()
-        (run_dir / "error.json").unlink(missing_ok=True)
-        return _done_record(result, start)
-    except Exception as err:  # a failed run must not stop the sweep
-        return _failed_record(run_dir, err, traceback.format_exc(), start)
-
-
-def _done_record(result: dict[str, Any], start: float) -> dict[str, Any]:
-    return {
-        "status": "done",
-        "seconds": time.time() - start,
-        "test": result["test"]["top1_accuracy"],
-    }
-
-
-def _failed_record(run_dir: Path, err: BaseException, trace: str, start: float) -> dict[str, Any]:
-    """A failed run's status, also written to its ``error.json``."""
-    record = {
-        "status": "failed",
-        "error": f"{type(err).__name__}: {err}",
-        "traceback": trace,
-        "seconds": time.time() - start,
-    }
-    atomic_write_json(run_dir / "error.json", record)
-    return record
-
-
-def _run_fused(
-    cfg_dicts: list[dict[str, Any]], out_dirs: list[str], threads: int
-) -> list[dict[str, Any]]:
-    """Worker body of a fused group (:mod:`cdbloss.lab.engine.fused`): one status per run,
-    each failed one recorded in its ``error.json`` as :func:`_run_one` records it."""
-    import torch
-
-    from cdbloss.lab.engine.fused import FusedTrainer
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    dirs = [Path(d) for d in out_dirs]
-    start = time.time()
-    try:
-        outcomes = FusedTrainer([config_from_dict(d) for d in cfg_dicts], dirs).fit_all()
-    except Exception as err:  # the whole group failed: each run records it
-        trace = traceback.format_exc()
-        return [_failed_record(d, err, trace, start) for d in dirs]
-    records = []
-    for run_dir, outcome in zip(dirs, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            trace = "".join(getattr(outcome, "__notes__", [])) or repr(outcome)
-            records.append(_failed_record(run_dir, outcome, trace, start))
-        else:
-            (run_dir / "error.json").unlink(missing_ok=True)
-            records.append(_done_record(outcome, start))
-    return records
-
-
-def _run_job(
-    cfg_dicts: list[dict[str, Any]], out_dirs: list[str], threads: int
-) -> list[dict[str, Any]]:
-    """One run (:func:`_run_one`) or a fused group of them (:func:`_run_fused`)."""
-    if len(cfg_dicts) == 1:
-        return [_run_one(cfg_dicts[0], out_dirs[0], threads)]
-    return _run_fused(cfg_dicts, out_dirs, threads)
-
-
-#: Set in a worker while it trains a run: a stop request then unwinds the run (its
-#: checkpoint stays, its lock is released); between runs the worker just exits.
-_IN_RUN = False
-
-
-def _on_stop(signum: int, frame: FrameType | None) -> None:
-    if _IN_RUN:
-        raise KeyboardInterrupt("stopped by its sweep")
-    os._exit(128 + signum)
-
-
-def _worker_init(parent_pid: int) -> None:
-    """First thing in each worker process: Ctrl-C is the parent's to handle (it stops the
-    workers); SIGTERM stops a worker cleanly; the worker stops when its parent dies."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_stop)
-    try:  # Linux: the kernel sends SIGTERM when the parent dies
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux: the watchdog below
-        pass
-
-    def watch() -> None:  # everywhere: an orphan is re-parented, so its parent pid changes
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(60.0)  # the run did not unwind in a minute (stuck in native code)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="cdbloss-parent-watch", daemon=True).start()
-
-
-def _run_in_worker(
-    cfg_dicts: list[dict[str, Any]], out_dirs: list[str], threads: int
-) -> list[dict[str, Any]]:
-    """:func:`_run_job` in a pool worker: a stopped run ends the worker process."""
-    global _IN_RUN
-    _IN_RUN = True
-    try:
-        return _run_job(cfg_dicts, out_dirs, threads)
-    except KeyboardInterrupt:
-        os._exit(143)
-    finally:
-        _IN_RUN = False
-
-
-def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
-    """Cancel the runs not started and stop the running ones (SIGTERM: they leave their
-    checkpoints and release their locks); wait for the workers to end."""
-    procs = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in procs:
-        proc.join(timeout=60)
-        if proc.is_alive():  # pragma: no cover - stuck in native code
-            proc.kill()
-            proc.join(timeout=10)
-
-
 def check_sweep_folder(out_dir: str | Path) -> None:
     """Refuse, before any work, a sweep folder that is a file or that is one run's folder.
 
@@ -281,6 +148,7 @@ def run_sweep(
     workers: int = 1,
     progress: bool = True,
     fuse: bool | None = None,
+    launcher: Launcher | str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every point of ``cfg``'s grid into ``out_dir/<run_id>``.
 
@@ -292,6 +160,9 @@ def run_sweep(
         fuse: train the runs that can share a model's code, data stream and schedule as
             fused groups (:mod:`cdbloss.lab.engine.fused`); ``None``: as the config's
             ``sweep.fuse`` says (default false).
+        launcher: where the runs train: a :class:`~cdbloss.lab.experiments.launch.Launcher`,
+            or a name (``local``, ``slurm``, ``submitit-local``) set up from
+            ``cfg.sweep["launcher"]``; by default the config's, else ``local``.
 
     Returns:
         ``run_id -> status record``; also written to ``out_dir/sweep.json``.
@@ -301,9 +172,12 @@ def run_sweep(
     out = Path(out_dir)
     check_sweep_folder(out)
     runs = expand_grid(cfg)
+    if not isinstance(launcher, Launcher):
+        launcher = make_launcher(cfg.sweep.get(LAUNCHER), launcher, workers, out.absolute())
+    # held while the launcher waits for its runs, wherever they train
     with folder_lock(out, SWEEP_LOCK_NAME, "sweep folder"):
         fused = bool(cfg.sweep.get(FUSE, False)) if fuse is None else fuse
-        return _run_sweep(cfg, out, runs, workers, progress, fused)
+        return _run_sweep(cfg, out, runs, launcher, progress, fused)
 
 
 def _finished_and_todo(
@@ -321,51 +195,6 @@ def _finished_and_todo(
         else:
             todo.append(run)
     return statuses, todo
-
-
-def _run_in_pool(
-    out: Path,
-    jobs: list[list[tuple[SweepRun, dict[str, Any]]]],
-    workers: int,
-    threads: int,
-    statuses: dict[str, dict[str, Any]],
-    report: Callable[[str], None],
-) -> None:
-    """Train ``jobs`` (each one run or a fused group) in ``workers`` spawned processes,
-    filling ``statuses`` as each ends.
-
-    On Ctrl-C the workers are stopped (each keeps its last checkpoint) and the
-    ``KeyboardInterrupt`` goes on to the caller.
-    """
-    pool = cf.ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=mp.get_context("spawn"),
-        initializer=_worker_init,
-        initargs=(os.getpid(),),
-    )
-    try:
-        futures = {
-            pool.submit(
-                _run_in_worker, [d for _, d in job], [str(out / r.run_id) for r, _ in job], threads
-            ): [r.run_id for r, _ in job]
-            for job in jobs
-        }
-        for fut in cf.as_completed(futures):
-            run_ids = futures[fut]
-            try:
-                records = fut.result()
-            except Exception as err:  # the worker process itself died
-                records = [{"status": "failed", "error": f"worker died: {err}"} for _ in run_ids]
-                for run_id, record in zip(run_ids, records, strict=True):
-                    atomic_write_json(out / run_id / "error.json", record)
-            for run_id, record in zip(run_ids, records, strict=True):
-                statuses[run_id] = record
-                report(run_id)  # one at a time: the count it prints goes up by one
-    except KeyboardInterrupt:
-        _stop_workers(pool)
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def plan_jobs(out: Path, todo: list[SweepRun], fuse: bool) -> list[list[SweepRun]]:
@@ -402,7 +231,7 @@ def _run_sweep(
     cfg: ExperimentConfig,
     out: Path,
     runs: list[SweepRun],
-    workers: int,
+    launcher: Launcher,
     progress: bool,
     fuse: bool = False,
 ) -> dict[str, dict[str, Any]]:
@@ -417,7 +246,6 @@ def _run_sweep(
             f"sweep {cfg.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
             f"{len(todo)} to run{in_groups}"
         )
-    threads = max(1, (os.cpu_count() or 1) // workers)
     start = time.perf_counter()
 
     first_with: dict[str, str] = {}  # error -> the first run that failed with it
@@ -442,17 +270,14 @@ def _run_sweep(
             "command resumes the others, each from its last checkpoint"
         )
 
-    quiet = [[(run, _quiet(run)) for run in job] for job in jobs]
+    tasks = [_task(out, job) for job in jobs]
+
+    def finished(run_id: str, status: dict[str, Any]) -> None:
+        statuses[run_id] = status
+        report(run_id)
+
     try:
-        if workers == 1:
-            for job in quiet:
-                dirs = [str(out / r.run_id) for r, _ in job]
-                records = _run_job([d for _, d in job], dirs, 0)
-                for (run, _), record in zip(job, records, strict=True):
-                    statuses[run.run_id] = record
-                    report(run.run_id)
-        else:
-            _run_in_pool(out, quiet, workers, threads, statuses, report)
+        launcher.launch(tasks, finished)
     except KeyboardInterrupt:
         raise stopped() from None
     ordered = _write_status(out, cfg.name, runs, statuses, "failed")
@@ -467,6 +292,12 @@ def _quiet(run: SweepRun) -> dict[str, Any]:
     d = config_to_dict(run.config)
     d["train"]["progress"] = False
     return d
+
+
+def _task(out: Path, job: list[SweepRun]) -> RunTask:
+    """A job for a launcher: its first run, with the rest of a fused group beside it."""
+    first, *rest = (RunTask(r.run_id, _quiet(r), out / r.run_id) for r in job)
+    return RunTask(first.run_id, first.config, first.run_dir, tuple(rest))
 
 
 def _write_status(
