@@ -141,7 +141,8 @@ class _Proc:
     """A job's process that ends when terminated."""
 
     def __init__(self) -> None:
-        self.alive, self.exitcode = True, None
+        self.alive = True
+        self.exitcode: int | None = None
 
     def is_alive(self) -> bool:
         return self.alive
