@@ -295,7 +295,8 @@ def test_a_stop_signal_waits_for_a_groups_save(
         if len(calls) == 1:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    write_metrics = fused_module.write_metrics
+    from cdbloss.lab.engine.trainer import write_metrics
+
     monkeypatch.setattr(fused_module, "write_metrics", write_then_signal)
     cfgs = [config_from_dict(tiny_config(name=n, loss={"name": n})) for n in ("ce", "focal")]
     old = signal.signal(signal.SIGTERM, stop)
