@@ -6,8 +6,8 @@ random uint8 images (12,280, the size of CIFAR-10-LT at factor 100) cropped,
 flipped and normalised on the CPU (``RandomCropFlip``, ``ScaleNormalize``),
 copied to the device, then one SGD step of cross-entropy. It reports the
 seconds per step of each group size, the slowdown against k = 1 and the
-steps per second of the whole GPU. ``tools/pack_gpu_runs.py
---join-slowdown`` is the per-run slowdown of adding one run.
+steps per second of the whole GPU. ``cdbloss sweep --launcher pack
+--join-slowdown`` takes the per-run slowdown of adding one run.
 ``--on-device`` transforms the batches on the GPU instead (the engine's
 ``train.transform_on_device``) and ``--compile MODE`` compiles the model
 (``train.compile``; each process compiles before the shared start).

@@ -12,7 +12,7 @@ with the model compiled (``torch.compile(mode=MODE)``, the engine's
 after a warm-up. If bf16 and
 ``cudnn.benchmark`` barely change the step time, the GPU's arithmetic is not
 what bounds it: the CPU's kernel launches are, and several runs can share
-one GPU (``tools/pack_gpu_runs.py``).
+one GPU (``cdbloss sweep --launcher pack``).
 
 Run on a GPU machine (needs the CIFAR-10 JPEG copy, see tools/device_cifar10_lt.sh):
 ``python benchmarks/gpu_epoch_profile.py [--compile reduce-overhead]``. The numbers in docs/benchmarks.md

@@ -11,7 +11,7 @@
 # results (38 MiB) do not fit together, so untrack results/ for the call and restore it after:
 #
 #   git rm -r -q --cached results && echo /results/ >> .git/info/exclude
-#   run(command="COMPILE=reduce-overhead bash scripts/device_cifar10_lt.sh",
+#   run(command="COMPILE=reduce-overhead bash tools/device_cifar10_lt.sh",
 #       carry=[".device", "results/cifar10_lt"], timeout_s=598)
 #   git reset -q && sed -i '\|^/results/$|d' .git/info/exclude
 #
@@ -34,8 +34,8 @@
 # Extra arguments are overrides of the grid, e.g. 'sweep.data.options.imbalance_factor=[100]';
 # CONFIG=configs/cifar10_lt_authors.yaml (with RESULTS=results/cifar10_lt_authors) runs the
 # authors' protocol instead of the paper's (docs/results.md, section 6, has the calls waiting).
-# scripts/pack_gpu_runs.py runs as many runs at once as the measured pace lets finish before
-# BUDGET seconds (default 582) are up, factor-100 runs first. One uncompiled run alone took 391 s on an
+# `cdbloss sweep --launcher pack` (docs/engine.md) runs as many runs at once as the
+# measured pace lets finish before BUDGET seconds (default 582) are up, factor-100 runs first. One uncompiled run alone took 391 s on an
 # H100 (2026-11-27), and k runs sharing an H100 slowed each other by 1.05 (k = 2) and 1.36
 # (k = 4) (benchmarks/gpu_concurrency.py, docs/benchmarks.md), so the second, third... run is
 # assumed to slow the others by the factors in JOIN_SLOWDOWN (default: those measurements,
@@ -45,23 +45,23 @@
 # folder and pack.json, the scheduler's log), to unpack into results/cifar10_lt here, and the
 # checkpoints of runs stopped at the deadline as cifar10_lt_checkpoints.tar.part-* (resumable).
 # A factor-10 run (about 645 s alone uncompiled, about 250 s compiled) fits one call compiled;
-# uncompiled, pass --resumable (and, say, MAX_ACTIVE=4) with
+# uncompiled, set RESUMABLE=1 (and, say, MAX_ACTIVE=4) with
 # 'sweep.data.options.imbalance_factor=[10]' and call again at once on the warm machine, as a
 # second call above (whether the stopped runs' checkpoints survive there is the untested part).
 # COMPILE=reduce-overhead (or default, max-autotune) passes train.compile to every run, if the
 # CUDA-graph check of tests/lab/engine/test_trainer.py passes there first (gpu_compile_check.log).
 # Compiled runs leave the GPU far less idle: on an H200 (2026-11-28) two of them slowed each
-# other by 1.67 (0.75 s an epoch alone, 1.26 shared; scripts/pack_pace.py), so with COMPILE the
+# other by 1.67 (0.75 s an epoch alone, 1.26 shared; tools/pack_pace.py), so with COMPILE the
 # default JOIN_SLOWDOWN is 1.67, then the full-GPU 1.5, 1.33...; the call's budget then fits
 # three factor-100 runs (a later call: three in 449 s, slowed 2.45 by each other).
-# Next calls: COMPILE=reduce-overhead bash scripts/device_cifar10_lt.sh
+# Next calls: COMPILE=reduce-overhead bash tools/device_cifar10_lt.sh
 # COMPILE=auto times it first (benchmarks/gpu_epoch_profile.py --compile reduce-overhead, its log
 # back as gpu_epoch_profile.log, which also fills the compiler's cache for the runs) and runs the
 # CUDA-graph check of tests/lab/engine/test_trainer.py (gpu_compile_check.log); the runs compile
 # only if both pass and a compiled epoch takes under 0.8 of a plain one.
 # Try it on a CPU first with a tiny grid (RESULTS keeps it out of results/cifar10_lt):
 #   OUT=runs/device-try RESULTS=runs/device-try/runs BUDGET=150 \
-#     bash scripts/device_cifar10_lt.sh model.name=resnet8 \
+#     bash tools/device_cifar10_lt.sh model.name=resnet8 \
 #     train.epochs=2 'optim.milestones=[1]' optim.warmup_epochs=0
 set -euo pipefail
 start=$(date +%s)
@@ -125,10 +125,12 @@ fi
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -3
 left=$((BUDGET - ($(date +%s) - start) - 10))
 status=0
-python scripts/pack_gpu_runs.py "$CONFIG" train.progress=false "${extra[@]}" "$@" \
-  --out "$RESULTS" --budget "$left" --first imbalance_factor=100 \
-  --max-active "${MAX_ACTIVE:-8}" --threads 2 --join-slowdown ${JOIN_SLOWDOWN:-$slowdown} || status=$?
-echo "pack exit status ${status} after $(($(date +%s) - start)) s"
+pack=(--launcher pack --budget "$left" --first imbalance_factor=100 --max-active "${MAX_ACTIVE:-8}")
+[ -n "${RESUMABLE:-}" ] && pack+=(--resumable)
+# shellcheck disable=SC2086  # JOIN_SLOWDOWN is a list of factors
+python -m cdbloss sweep "$CONFIG" train.progress=false "${extra[@]}" "$@" sweep.launcher.threads=2 \
+  --out "$RESULTS" "${pack[@]}" --join-slowdown ${JOIN_SLOWDOWN:-$slowdown} || status=$?
+echo "sweep exit status ${status} (1: runs left for a later call) after $(($(date +%s) - start)) s"
 sed -i "s|$PWD/||g" "$OUT"/*.log  # the logs name the repo root of that machine: keep paths relative
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
 mkdir -p "$RESULTS" && cd "$RESULTS"

@@ -5,15 +5,18 @@
 #      K = 1, 4, 11, 22 (fused_bench.log, fused_bench.json);
 #   3. the 22-run CIFAR-10-LT grid (configs/cifar10_lt.yaml, one seed, both factors) with
 #      `cdbloss sweep --fuse`: two fused groups of 10 (one a factor) and the two LDAM-DRW runs
-#      (their cosine head is another model) beside them, GROUP_WORKERS processes at once,
-#      stopped (Ctrl-C, checkpoints kept) when BUDGET seconds are up.
+#      (their cosine head is another model) beside them, through the pack launcher
+#      (`--launcher pack`, docs/engine.md): at most GROUP_WORKERS jobs (a fused group is one)
+#      at once, each admitted only while the measured pace says all end before BUDGET seconds
+#      are up; the jobs still going then stop with their checkpoints (a later call resumes
+#      them), and pack.json logs the launches and stops.
 # Back in $OUT: the logs, fused_bench.json, cifar10_lt_fused_results.tgz (result.json,
-# config.json, metrics.jsonl, error.json of every run folder and sweep.json) and, with
+# config.json, metrics.jsonl, error.json of every run folder, sweep.json and pack.json) and, with
 # CHECKPOINTS=1, the checkpoints of runs stopped at the deadline as
 # cifar10_lt_fused_checkpoints.tar.part-* (15 MiB pieces; a ResNet-32 checkpoint is ~6 MB).
 #
 # The GPU machine has torch but not this package and reaches no network: it runs from src/
-# and reads the CIFAR-10 JPEG zip from .device/ (prepared as scripts/device_cifar10_lt.sh
+# and reads the CIFAR-10 JPEG zip from .device/ (prepared as tools/device_cifar10_lt.sh
 # says: mkdir -p .device/cifar10-jpeg && cp ../shared/data/cifar10-jpeg/* .device/cifar10-jpeg/,
 # and /.device/ in .git/info/exclude). The call:
 #   run(command="bash tools/device_fused.sh", carry=[".device"], timeout_s=598)
@@ -23,7 +26,9 @@
 #
 # Knobs (environment): BUDGET (seconds for the whole call, default 582), RESULTS (the sweep
 # folder, default runs/cifar10_lt_fused), CONFIG (default configs/cifar10_lt.yaml),
-# BENCH_ARGS (default: ResNet-32, K = 1 4 11 22), GROUP_WORKERS (default 4), COMPILE
+# BENCH_ARGS (default: ResNet-32, K = 1 4 11 22), GROUP_WORKERS (the most jobs at once,
+# default 4), RESUMABLE=1 (keep GROUP_WORKERS jobs going even if the pace says they cannot
+# all finish; the deadline stops them), COMPILE
 # (train.compile of the fused step: off by default; the fused compile path is untested),
 # SKIP_TESTS=1, SKIP_BENCH=1. Extra arguments are overrides of the grid.
 # Try it on a CPU first with a tiny setting (a minute or two):
@@ -62,18 +67,21 @@ fi
 extra=(train.progress=false)
 [ -n "${COMPILE:-}" ] && extra+=("train.compile=${COMPILE}")
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -2
-grid_s=$(($(left) - 25))  # what is left, less the packing below
+grid_s=$(($(left) - 45))  # what is left, less the packing below and the guard
 echo "the fused grid gets ${grid_s} s"
 status=0
-timeout -s INT -k 20 "$grid_s" python -m cdbloss sweep "$CONFIG" "${extra[@]}" "$@" \
-  --fuse --workers "${GROUP_WORKERS:-4}" --out "$RESULTS" > "$OUT/fused_grid.log" 2>&1 || status=$?
+pack=(--launcher pack --budget "$grid_s" --max-active "${GROUP_WORKERS:-4}")
+[ -n "${RESUMABLE:-}" ] && pack+=(--resumable)
+# the pack ends its jobs by the budget itself; the timeout is a guard (Ctrl-C keeps checkpoints)
+timeout -s INT -k 20 $((grid_s + 20)) python -m cdbloss sweep "$CONFIG" "${extra[@]}" "$@" \
+  --fuse "${pack[@]}" --out "$RESULTS" > "$OUT/fused_grid.log" 2>&1 || status=$?
 cat "$OUT/fused_grid.log"
-echo "sweep exit status ${status} after $(($(date +%s) - start)) s"
+echo "sweep exit status ${status} (1: runs left for a later call) after $(($(date +%s) - start)) s"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
 sed -i "s|$PWD/||g" "$OUT"/*.log
 mkdir -p "$RESULTS" && cd "$RESULTS"
 find . -maxdepth 2 \( -name result.json -o -name config.json -o -name metrics.jsonl \
-  -o -name error.json -o -name sweep.json \) -print0 |
+  -o -name error.json -o -name sweep.json -o -name pack.json \) -print0 |
   tar czf "$OUT/cifar10_lt_fused_results.tgz" --null -T -
 unfinished=()
 for d in */; do

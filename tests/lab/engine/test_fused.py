@@ -272,3 +272,39 @@ def test_sweep_fuse_groups_what_can_share_and_runs_the_rest_as_today(
     again = run_sweep(cfg, tmp_path / "sweep", progress=False)
     assert all(v.get("skipped") for v in again.values())
     assert plan_jobs(tmp_path / "x", [], fuse=True) == []
+
+
+def test_a_stop_signal_waits_for_a_groups_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a SIGTERM (the pack launcher's deadline) while the first member's files are written
+    # stops the group only once every member's checkpoint and metrics hold the epoch
+    import os
+    import signal
+
+    import cdbloss.lab.engine.fused as fused_module
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("stopped")
+
+    calls = []
+
+    def write_then_signal(out_dir: Path, history: list[Any]) -> None:
+        calls.append(out_dir.name)
+        write_metrics(out_dir, history)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    from cdbloss.lab.engine.trainer import write_metrics
+
+    monkeypatch.setattr(fused_module, "write_metrics", write_then_signal)
+    cfgs = [config_from_dict(tiny_config(name=n, loss={"name": n})) for n in ("ce", "focal")]
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            FusedTrainer(cfgs, [tmp_path / c.name for c in cfgs]).fit_all()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert calls == ["ce", "focal"]
+    for c in cfgs:
+        assert len((tmp_path / c.name / "metrics.jsonl").read_text().splitlines()) == 1

@@ -6,9 +6,13 @@ live in :mod:`cdbloss.lab.io`; they are importable from here too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ __all__ = [
     "read_json",
     "save_checkpoint",
     "set_rng_state",
+    "signals_deferred",
 ]
 
 
@@ -95,6 +100,36 @@ def _load_failure(err: Exception) -> str:
     if "Unsupported global" in text:
         return "it holds objects other than tensors and plain data, refused for safety"
     return "truncated, empty or not a torch checkpoint"
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver the first one caught.
+
+    A fused group writes its members' checkpoints and ``metrics.jsonl`` files one
+    after the other; a stop (Ctrl-C, or the SIGTERM a sweep's launcher sends at its
+    deadline) in the middle would leave the members' files at different epochs, and
+    the next sweep would not group them again. Only the main thread can set signal
+    handlers: elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        caught.append(signum)
+
+    # a handler set outside Python (getsignal gives None) could not be put back: left alone
+    sigs = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
+    saved = {s: signal.signal(s, hold) for s in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def get_rng_state() -> dict[str, Any]:

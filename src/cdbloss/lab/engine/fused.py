@@ -64,6 +64,7 @@ from cdbloss.lab.engine.checkpoint import (
     load_checkpoint,
     save_checkpoint,
     set_rng_state,
+    signals_deferred,
 )
 from cdbloss.lab.engine.config import VOLATILE_KEYS, ExperimentConfig, config_to_dict, flatten_keys
 from cdbloss.lab.engine.distributed import DistInfo, resolve_device
@@ -657,7 +658,13 @@ class FusedTrainer(Trainer):
 
     def _save_group(self, group: _Group, epoch: int) -> None:
         """Every member's checkpoint of ``epoch`` and ``metrics.jsonl``, in two phases:
-        all ``checkpoint.pt.next`` first, then each renamed over ``checkpoint.pt``."""
+        all ``checkpoint.pt.next`` first, then each renamed over ``checkpoint.pt``; a stop
+        signal waits for the whole save (the members' files stay at one epoch)."""
+        with signals_deferred():
+            self._save_members(group, epoch)
+        self._saved_epoch = epoch + 1
+
+    def _save_members(self, group: _Group, epoch: int) -> None:
         paths = []
         for k, m in enumerate(group.members):
             state = m.log.checkpoint(
@@ -674,7 +681,6 @@ class FusedTrainer(Trainer):
         for path, m in zip(paths, group.members, strict=True):
             os.replace(path, m.ckpt_path)
             write_metrics(m.out_dir, m.log.history)
-        self._saved_epoch = epoch + 1
 
     def _finish_group(self, group: _Group, index: list[int]) -> None:
         """Test each member's last model, and its best one where it selects by validation;

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cdbloss.lab.engine.config import ExperimentConfig
 
 __all__ = ["add_parser"]
 
@@ -32,6 +37,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from cdbloss.lab.experiments.sweep import run_sweep
 
     cfg = load_config(args.config, args.overrides)
+    cfg = _with_pack_flags(cfg, args)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     statuses = run_sweep(
         cfg,
@@ -46,6 +52,23 @@ def _sweep(args: argparse.Namespace) -> int:
 
         print(f"report: {write_report(out)}")
     return 1 if failed else 0
+
+
+def _with_pack_flags(cfg: ExperimentConfig, args: argparse.Namespace) -> ExperimentConfig:
+    """``cfg`` with the pack launcher's flags (``--budget``...) put into ``sweep.launcher``."""
+    given = {
+        "budget": args.budget,
+        "first": args.first or None,
+        "max_active": args.max_active,
+        "join_slowdown": args.join_slowdown,
+        "resumable": True if args.resumable else None,
+    }
+    flags = {k: v for k, v in given.items() if v is not None}
+    if not flags:
+        return cfg
+    spec = cfg.sweep.get("launcher")
+    spec = dict(spec) if isinstance(spec, dict) else {}
+    return dataclasses.replace(cfg, sweep={**cfg.sweep, "launcher": {**spec, **flags}})
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -113,6 +136,35 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _add_pack_flags(p: argparse.ArgumentParser) -> None:
+    """The pack launcher's flags (each also a ``sweep.launcher`` key; docs/engine.md)."""
+    g = p.add_argument_group("the pack launcher (--launcher pack)")
+    g.add_argument(
+        "--budget", type=float, metavar="SECONDS", help="seconds until every run must end"
+    )
+    g.add_argument(
+        "--first",
+        action="append",
+        metavar="TEXT",
+        help="start the runs whose folder name holds TEXT first (repeatable)",
+    )
+    g.add_argument("--max-active", type=int, metavar="N", help="most jobs at once (default 8)")
+    g.add_argument(
+        "--join-slowdown",
+        type=float,
+        nargs="+",
+        metavar="F",
+        help="assumed slowdown of every job when a second, third... starts (the last value "
+        "repeats; default (n+1)/n, a full GPU)",
+    )
+    g.add_argument(
+        "--resumable",
+        action="store_true",
+        help="keep --max-active jobs going even if they cannot finish in the budget; "
+        "the next call resumes them from their checkpoints",
+    )
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Attach the experiment commands to the ``cdbloss`` parser."""
     p = sub.add_parser("train", help="run one experiment from a config file")
@@ -127,11 +179,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument(
         "--launcher",
-        choices=["local", "slurm", "submitit-local"],
+        choices=["local", "slurm", "submitit-local", "pack"],
         help="where the runs train: local worker processes (default), one SLURM job each "
-        "(submitit; options under sweep.launcher in the config), or submitit's local "
-        "executor (default: sweep.launcher.name, else local)",
+        "(submitit; options under sweep.launcher in the config), submitit's local "
+        "executor, or packed onto this machine's GPU inside --budget seconds "
+        "(default: sweep.launcher.name, else local)",
     )
+    _add_pack_flags(p)
     p.add_argument("--out", help="sweep folder (default runs/<name>)")
     p.add_argument("--report", action="store_true", help="write the report when done")
     p.add_argument(

@@ -2,7 +2,7 @@
 
 A sweep (:func:`cdbloss.lab.experiments.sweep.run_sweep`) decides which runs
 are left to train; a :class:`Launcher` trains them and hands back each run's
-status as it ends. Two kinds:
+status as it ends. Three kinds:
 
 * :class:`LocalLauncher` (``local``, the default): worker processes on this
   machine, ``--workers`` of them (one: in the sweep's own process).
@@ -11,6 +11,9 @@ status as it ends. Two kinds:
   array for the sweep (``slurm``), or processes on this machine through
   submitit's local executor (``submitit-local``, for trying a cluster config
   out). Needs the ``slurm`` extra; ``import cdbloss`` never imports submitit.
+* :class:`PackLauncher` (``pack``): as many jobs at once on this machine's GPU
+  as their measured pace lets end inside a time budget; the jobs still going
+  at the deadline stop with their checkpoints (:mod:`cdbloss.lab.experiments.pack`).
 
 A config chooses and sets up its launcher under ``sweep.launcher``; the grid
 itself is the rest of ``sweep``::
@@ -37,19 +40,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cdbloss.lab.experiments.jobs import Finished, RunTask, job_args, run_in_pool, run_job
+from cdbloss.lab.experiments.pack import PackOptions, pack_options, run_packed
 
 __all__ = [
     "LAUNCHERS",
     "SLURM_OPTIONS",
     "Launcher",
     "LocalLauncher",
+    "PackLauncher",
     "RunTask",
     "SubmititLauncher",
     "make_launcher",
 ]
 
 #: The launcher names ``--launcher`` and ``sweep.launcher.name`` take.
-LAUNCHERS = ("local", "slurm", "submitit-local")
+LAUNCHERS = ("local", "slurm", "submitit-local", "pack")
 
 #: ``sweep.launcher`` keys of the submitit launchers -> submitit's parameter names
 #: (``AutoExecutor.update_parameters``; ``slurm_*`` ones only reach SLURM).
@@ -108,6 +113,24 @@ class LocalLauncher(Launcher):
             return
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         run_in_pool(list(tasks), self.workers, threads, finished)
+
+
+class PackLauncher(Launcher):
+    """Jobs packed onto this machine's GPU inside a time budget, by their measured pace.
+
+    Args:
+        out: the sweep folder (``pack.json``, the log of launches and stops, goes there).
+        options: the budget and the rest (:class:`~cdbloss.lab.experiments.pack.PackOptions`).
+    """
+
+    name = "pack"
+
+    def __init__(self, out: Path, options: PackOptions) -> None:
+        self.out = Path(out)
+        self.options = options
+
+    def launch(self, tasks: Sequence[RunTask], finished: Finished) -> None:
+        run_packed(tasks, finished, self.out, self.options)
 
 
 def _submitit() -> Any:
@@ -277,10 +300,12 @@ def make_launcher(spec: object, name: str | None, workers: int, out: Path) -> La
 
     Args:
         spec: the config's ``sweep.launcher``: a mapping (``name`` plus
-            :data:`SLURM_OPTIONS` keys and ``folder``), or ``None``.
+            :data:`SLURM_OPTIONS` keys and ``folder``, or for ``pack`` the
+            :data:`~cdbloss.lab.experiments.pack.PACK_OPTIONS` keys), or ``None``.
         name: the launcher's name from the command line; wins over ``spec``.
         workers: ``--workers``: the processes on this machine, the local launcher's
-            and ``submitit-local``'s (SLURM takes ``array_parallelism`` instead).
+            and ``submitit-local``'s (SLURM takes ``array_parallelism`` instead, and
+            ``pack`` ``max_active``).
         out: the sweep folder; submitit's folder defaults to ``out/.submitit/%j``.
 
     Raises:
@@ -295,8 +320,15 @@ def make_launcher(spec: object, name: str | None, workers: int, out: Path) -> La
         raise ValueError(f"unknown launcher {chosen!r}; known: {list(LAUNCHERS)}")
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    if chosen != "pack" and set(spec) & {"budget", "first", "max_active"}:
+        raise ValueError(
+            f"--budget, --first and --max-active (sweep.launcher.budget, first, max_active) "
+            f"belong to the pack launcher, not {chosen!r}: add --launcher pack"
+        )
     if chosen == "local":
         return LocalLauncher(workers)
+    if chosen == "pack":
+        return PackLauncher(out, pack_options(spec))
     folder = spec.pop("folder", None) or str(out / ".submitit" / "%j")
     cluster = "slurm" if chosen == "slurm" else "local"
     return SubmititLauncher(cluster, folder, spec, parallelism=workers)

@@ -254,7 +254,7 @@ def _run_sweep(
         finished = len(statuses) - (len(runs) - len(todo))  # by this call, not skipped
         clock = pace_text(time.perf_counter() - start, finished, len(todo) - finished)
         status = statuses[run_id]
-        if status["status"] != "done":  # one error, printed once however many runs it stops
+        if status["status"] == "failed":  # one error, printed once however many runs it stops
             error = str(status.get("error"))
             if error in first_with:
                 status = {**status, "error": f"the same error as {first_with[error]}"}
@@ -281,9 +281,14 @@ def _run_sweep(
     except KeyboardInterrupt:
         raise stopped() from None
     ordered = _write_status(out, cfg.name, runs, statuses, "failed")
-    failed = [k for k, v in ordered.items() if v["status"] != "done"]
+    failed = [k for k, v in ordered.items() if v["status"] == "failed"]
+    left = [k for k, v in ordered.items() if v["status"] == "stopped"]
     if progress and failed:
         print(f"{len(failed)} run(s) failed: {failed} (see their error.json)")
+    if progress and left:
+        print(
+            f"{len(left)} run(s) stopped for a later call: {left} (the same command resumes them)"
+        )
     return ordered
 
 
@@ -346,4 +351,5 @@ def _report(
         )
         print(f"[{done}/{total}] {run_id}: {tail} ({clock})", flush=True)
     else:
-        print(f"[{done}/{total}] {run_id}: FAILED {status.get('error')} ({clock})", flush=True)
+        what = str(status["status"]).upper()  # FAILED, or STOPPED (the pack launcher)
+        print(f"[{done}/{total}] {run_id}: {what} {status.get('error')} ({clock})", flush=True)

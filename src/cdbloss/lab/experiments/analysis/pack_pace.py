@@ -1,8 +1,8 @@
 """How much runs sharing a GPU slowed each other, read back from a packed call's own runs.
 
-``tools/pack_gpu_runs.py`` logs when each run was launched, stopped or
-finished (``pack.json``), and every run logs each epoch's ``train_s`` in its
-``metrics.jsonl``. This script puts the two together: it places each epoch
+The pack launcher (``cdbloss sweep --launcher pack``) logs when each job
+was launched, stopped or finished (``pack.json``), and every run logs each
+epoch's ``train_s`` in its ``metrics.jsonl``. This script puts the two together: it places each epoch
 in time by spreading the run's logged ``train_s + val_s`` over its span from
 launch to end (its ``finished``, ``stop`` or ``deadline`` event), so the time
 that no epoch logs (start-up, checkpoint writes, the test pass; about a
@@ -92,7 +92,7 @@ def epoch_paces(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("pack_log", help="a pack.json written by tools/pack_gpu_runs.py")
+    p.add_argument("pack_log", help="a pack.json written by cdbloss sweep --launcher pack")
     p.add_argument("--runs", required=True, help="the sweep folder the runs wrote to")
     p.add_argument("--margin", type=float, default=5.0, help="seconds around events (5)")
     args = p.parse_args(argv)
