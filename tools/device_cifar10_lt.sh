@@ -121,6 +121,9 @@ if [ -n "${COMPILE:-}" ]; then
   extra+=("train.compile=${COMPILE}")
   slowdown="1.67 1.5 1.33 1.25 1.2 1.17"  # two compiled runs on an H200, then a full GPU
 fi
+# the committed runs sit in the folder's store: expand them so the sweep skips them
+# (after the call: cdbloss results pack "$RESULTS" --also metrics.jsonl, then commit the store)
+if [ -f "$RESULTS/runs.jsonl.gz" ]; then python -m cdbloss results expand "$RESULTS/runs.jsonl.gz"; fi
 # decode the JPEGs once, before the runs start (each would otherwise decode them itself)
 python -m cdbloss data info cifar-lt --dataset cifar10 --imbalance-factor 100 | tail -3
 left=$((BUDGET - ($(date +%s) - start) - 10))

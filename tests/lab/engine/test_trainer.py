@@ -96,6 +96,20 @@ def test_finished_run_is_not_redone_and_another_experiment_is_refused(tmp_path: 
         Trainer(other, tmp_path / "run").fit()
 
 
+def test_a_run_saved_before_a_config_key_existed_is_the_same_experiment(tmp_path: Path) -> None:
+    # committed runs predate keys such as optim.no_weight_decay: missing means the default
+    from cdbloss.lab.engine.trainer import experiment_differences
+
+    cfg = config_from_dict(tiny_config(train__epochs=1))
+    Trainer(cfg, tmp_path / "run").fit()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    del saved["optim"]["no_weight_decay"], saved["train"]["sampler"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    assert experiment_differences(tmp_path / "run", cfg) == []
+    changed = config_from_dict(tiny_config(train__epochs=1, optim__no_weight_decay=["bias"]))
+    assert experiment_differences(tmp_path / "run", changed) == ["optim.no_weight_decay"]
+
+
 def _poison_loss(
     monkeypatch: pytest.MonkeyPatch, bad_calls: set[int], value: float
 ) -> dict[str, int]:

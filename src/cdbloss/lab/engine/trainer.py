@@ -53,7 +53,13 @@ from cdbloss.lab.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from cdbloss.lab.engine.config import VOLATILE_KEYS, ExperimentConfig, config_to_dict, flatten_keys
+from cdbloss.lab.engine.config import (
+    VOLATILE_KEYS,
+    ExperimentConfig,
+    config_from_dict,
+    config_to_dict,
+    flatten_keys,
+)
 from cdbloss.lab.engine.distributed import (
     DistInfo,
     cleanup_distributed,
@@ -115,12 +121,17 @@ def experiment_differences(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
 
     Keys that change how a run executes but not what it computes
     (:data:`~cdbloss.lab.engine.config.VOLATILE_KEYS`) and the sweep grid are left
-    out; a folder without a config differs in nothing.
+    out; a folder without a config differs in nothing. A key that the saved config lacks
+    (it was written before the key existed) counts at its default value.
     """
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         return []
     theirs = read_json(cfg_path, "the run's saved config")
+    try:  # fill the keys added since the run was saved with their defaults
+        theirs = config_to_dict(config_from_dict(theirs))
+    except (ValueError, TypeError, KeyError):  # unreadable as a config: compare as saved
+        pass
     mine = config_to_dict(with_resolved_loss(cfg))
     a, b = flatten_keys(_comparable(theirs)), flatten_keys(_comparable(mine))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
