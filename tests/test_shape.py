@@ -197,3 +197,24 @@ def test_function_lengths_count_the_whole_def(tmp_path: Path) -> None:
         f"class C:\n    def g(self):\n        def h():\n            pass\n        return h\n"
     )
     assert function_lengths(pkg) == {"pkg.m:f": 7, "pkg.m:C.g": 4, "pkg.m:C.g.h": 2}
+
+
+# ---------------------------------------------------------------- tools/ is not a library
+
+
+def test_no_test_or_package_module_imports_tools() -> None:
+    # tools/ holds thin command-line wrappers; what the tests need lives in the package
+    root = SRC.parent
+    importers = []
+    for path in [*(root / "tests").rglob("*.py"), *(SRC / "cdbloss").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n == "tools" or n.startswith(("tools.", "scripts")) for n in names):
+                importers.append(str(path.relative_to(root)))
+    assert importers == []
