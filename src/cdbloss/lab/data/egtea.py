@@ -70,7 +70,7 @@ from torch.utils.data import Dataset
 
 from .base import DataSplits, register_protocol
 from .cache import find_shared
-from .images import IMAGE_EXTENSIONS, is_image_file
+from .images import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, is_image_file
 from .longtail import class_counts
 
 if TYPE_CHECKING:
@@ -246,8 +246,8 @@ def egtea_transforms(
     image_size: int = 224,
     crop_size: int | None = None,
     rotation: float = 10.0,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
     channel_order: Literal["rgb", "bgr"] = "rgb",
     pixel_scale: float = 1.0,
 ) -> v2.Compose:
@@ -257,14 +257,14 @@ def egtea_transforms(
     PIL frames and draw their parameters once per clip
     (:mod:`cdbloss.lab.data.transforms`); then the clip becomes one uint8 Video,
     scaled to ``[0, 1]`` (``pixel_scale=1``) or kept as raw 0..255 values (255),
-    put in ``channel_order`` and normalised with ``mean`` / ``std`` (default ImageNet's)
-    in those units and that order.
+    put in ``channel_order`` and normalised with ``mean`` / ``std`` in those units and
+    that order.
     """
     from torchvision.transforms import v2
 
     from . import transforms as T
 
-    mean, std = _normalization(mean, std)
+    T.check_normalization(mean, std)
     T.check_pixel_format(pixel_scale, channel_order)
     steps: list[object] = [T.SquareCrop(crop_size, random=train)]
     if train:
@@ -278,20 +278,8 @@ def egtea_transforms(
     ]
     if channel_order == "bgr":
         steps.append(T.RGBToBGR())
-    steps += [v2.Normalize(mean, std), v2.ToPureTensor()]
+    steps += [v2.Normalize(list(mean), list(std)), v2.ToPureTensor()]
     return v2.Compose(steps)
-
-
-def _normalization(
-    mean: Sequence[float] | None, std: Sequence[float] | None
-) -> tuple[list[float], list[float]]:
-    """``mean`` / ``std`` as lists, ImageNet's where None; checked."""
-    from . import transforms as T
-
-    mean = list(T.IMAGENET_MEAN if mean is None else mean)
-    std = list(T.IMAGENET_STD if std is None else std)
-    T.check_normalization(mean, std)
-    return mean, std
 
 
 class EgteaClips(Dataset[tuple[Tensor, int]]):
@@ -424,8 +412,8 @@ def egtea(
     crop_size: int | None = None,
     rotation: float = 10.0,
     layout: Literal["CTHW", "TCHW"] = "CTHW",
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
     channel_order: Literal["rgb", "bgr"] = "rgb",
     pixel_scale: float = 1.0,
     verify_files: bool = True,
@@ -444,7 +432,7 @@ def egtea(
         rotation: maximum training rotation in degrees (10; 0 = none).
         layout: ``"CTHW"`` (default) or ``"TCHW"`` per clip.
         mean, std: per-channel normalisation, in the units of ``pixel_scale`` and the
-            order of ``channel_order``; None = ImageNet's (for ``[0, 1]`` RGB pixels).
+            order of ``channel_order`` (ImageNet statistics by default).
         channel_order: ``"rgb"`` (default) or ``"bgr"`` (the authors' code, OpenCV).
         pixel_scale: 1 (pixels in ``[0, 1]``, default) or 255 (raw 0..255 values, the
             authors' code).
@@ -458,10 +446,10 @@ def egtea(
         FileNotFoundError: a split file, the frames root or clip folders are missing.
         ValueError: malformed split lines.
     """
-    from .transforms import check_pixel_format
+    from .transforms import check_normalization, check_pixel_format
 
     check_pixel_format(pixel_scale, channel_order)  # before any file is read
-    mean, std = _normalization(mean, std)
+    check_normalization(mean, std)
     lists = _resolve_lists_dir(lists_dir)
     paths = {s: lists / name for s, name in SPLIT_FILES.items()}
     absent = [str(p) for p in paths.values() if not p.is_file()]
@@ -506,8 +494,8 @@ def egtea(
             "layout": layout,
             "channel_order": channel_order,
             "pixel_scale": float(pixel_scale),
-            "mean": mean,
-            "std": std,
+            "mean": list(mean),
+            "std": list(std),
             "clip_shape": [3, num_frames, image_size, image_size]
             if layout == "CTHW"
             else [num_frames, 3, image_size, image_size],

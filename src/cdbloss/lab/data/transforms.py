@@ -55,6 +55,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .images import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -67,10 +69,6 @@ __all__ = [
     "to_normalized_tensor",
     "to_tensor",
 ]
-
-#: ImageNet channel statistics (RGB, on [0, 1]), as used by the OLTR / CDB-loss code.
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def check_normalization(mean: Sequence[float], std: Sequence[float]) -> None:
