@@ -10,7 +10,8 @@ build their pipelines from ``torchvision.transforms.v2``; this module adds:
 * :class:`FramesToVideo`: a clip given as a list of frames -> one
   ``tv_tensors.Video`` ``(T, C, H, W)`` uint8;
 
-and the defaults :func:`to_tensor` (an image) and :func:`clip_to_tensor` (a clip).
+and the pipelines' last steps :func:`to_tensor`, :func:`to_normalized_tensor` (an
+image) and :func:`clip_to_tensor` (a clip).
 
 **One set of random parameters per clip.** A v2 transform draws its parameters
 once per call and applies them to every image in its input, so a clip given as a
