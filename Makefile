@@ -6,6 +6,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 TORCH  := torch==2.14.1 torchvision==0.29.1
+# pytest-xdist workers for `make test` (the tests use free ports and per-test
+# folders, so they run in parallel); PYTEST_WORKERS=0 runs them in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench clean
 
@@ -30,7 +33,7 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/mypy
 
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
 
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/loss_overhead.py
