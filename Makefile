@@ -1,10 +1,14 @@
 # The two commands of the README. Each creates .venv on a fresh machine,
-# installs what it needs, then runs. torch is pinned to the CPU build that
-# these machines keep on disk; the package itself accepts any torch >= 2.2.
+# installs what it needs, then runs. torch and torchvision are pinned to the
+# matching pair these machines keep on disk (a CUDA build, which also runs on the
+# CPU); the package itself accepts any torch >= 2.2 with its torchvision.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
-TORCH  := torch==2.13.0
+TORCH  := torch==2.14.1 torchvision==0.29.1
+# pytest-xdist workers for `make test` (the tests use free ports and per-test
+# folders, so they run in parallel); PYTEST_WORKERS=0 runs them in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test lint docs bench clean
 
@@ -34,7 +38,7 @@ docs: $(VENV)/.dev-installed
 	$(VENV)/bin/mkdocs build --strict
 
 test: lint docs
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
 
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/loss_overhead.py

@@ -22,7 +22,7 @@ from cdbloss.lab.data.egtea import (
     segment_indices,
     video_name,
 )
-from cdbloss.lab.data.transforms import ToTensor
+from cdbloss.lab.data.transforms import to_tensor
 from tests.real_data import shared
 
 
@@ -349,8 +349,8 @@ def test_default_transform_and_bad_layout(tmp_path: Path) -> None:
     make_frames(tmp_path)
     entries = read_split_file(_lists(tmp_path) / "test_split.txt")
     clip, _ = EgteaClips(tmp_path, entries, train=False, num_segments=4)[0]
-    assert clip.shape == (3, 4, 16, 20)  # (C, T, H, W), default ToTensor
-    assert torch.allclose(clip[:, 0], ToTensor()(grey_frame(8 * 3)), atol=3 / 255)
+    assert clip.shape == (3, 4, 16, 20)  # (C, T, H, W), default clip_to_tensor
+    assert torch.allclose(clip[:, 0], to_tensor()(grey_frame(8 * 3)), atol=3 / 255)
     with pytest.raises(ValueError, match="layout"):
         EgteaClips(tmp_path, entries, train=False, layout="THWC")  # type: ignore[arg-type]
 
@@ -381,7 +381,8 @@ def test_channel_order_and_pixel_scale_of_the_authors_code(tmp_path: Path) -> No
     assert [round(float(norm[c].mean())) for c in range(3)] == [0, 100, 100]
     for bad, message in (
         ({"channel_order": "BGR"}, "channel_order must be 'rgb' or 'bgr'"),
-        ({"pixel_scale": 0}, "pixel_scale must be a number > 0"),
+        ({"pixel_scale": 0}, "pixel_scale must be 1 or 255, got 0"),
+        ({"pixel_scale": 2.0}, r"pixel_scale must be 1 or 255, got 2\.0"),
         ({"mean": [0, 0]}, "mean and std need one value per channel"),
     ):
         with pytest.raises(ValueError, match=message):

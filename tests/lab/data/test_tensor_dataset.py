@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.transforms.v2 import Compose
 
 from cdbloss.lab.data.tensor_dataset import RandomCropFlip, ScaleNormalize, TensorImageDataset
-from cdbloss.lab.data.transforms import Compose
 
 
 def test_scale_normalize_values() -> None:

@@ -203,8 +203,9 @@ def test_transform_on_device_needs_get_batch_with_a_device(
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_transform_on_device_gives_the_same_batches_on_a_gpu() -> None:
+    from torchvision.transforms.v2 import Compose
+
     from cdbloss.lab.data.tensor_dataset import RandomCropFlip, ScaleNormalize, TensorImageDataset
-    from cdbloss.lab.data.transforms import Compose
 
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (96, 3, 8, 8), generator=g, dtype=torch.uint8)

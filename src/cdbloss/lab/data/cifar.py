@@ -887,9 +887,9 @@ def build_cifar_lt(
     test_norm = ScaleNormalize(test_mean, test_std) if test_norm_given else norm
     train_tf: ImageTransform = norm
     if augment:
-        from cdbloss.lab.data.transforms import Compose
+        from torchvision.transforms import v2
 
-        train_tf = Compose([RandomCropFlip(32, 4), norm])
+        train_tf = v2.Compose([RandomCropFlip(32, 4), norm])
 
     def make(
         images: npt.NDArray[np.uint8], labels: npt.NDArray[np.int64],

@@ -34,7 +34,8 @@ of side ``crop_size`` (default: the frame's shorter side, 480 for EGTEA's 640 x 
 clips, as the public code's ``RandomCrop(480)``), a rotation uniform in
 ``[-rotation, rotation]`` degrees (10 in the public code), a flip with probability
 0.5, then resizes to ``image_size``; evaluation takes the centre square and
-resizes. Pixels are scaled to ``[0, pixel_scale]`` (1 by default) in
+resizes (a ``torchvision.transforms.v2`` pipeline, :func:`egtea_transforms`). Pixels
+are scaled to ``[0, pixel_scale]`` (1 by default; 255 keeps the raw values) in
 ``channel_order`` (RGB by default) and normalised with ``mean`` / ``std`` in those
 units and that order (ImageNet statistics by default). The public code feeds raw
 0..255 BGR values (``cv2.imread``, no normalisation): ``channel_order="bgr"``,
@@ -60,7 +61,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 from PIL import Image
@@ -69,22 +70,11 @@ from torch.utils.data import Dataset
 
 from .base import DataSplits, register_protocol
 from .cache import find_shared, split_files
-from .images import IMAGE_EXTENSIONS, is_image_file
+from .images import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, is_image_file
 from .longtail import class_counts
-from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Compose,
-    Normalize,
-    PixelFormat,
-    RandomHorizontalFlip,
-    RandomRotation,
-    Resize,
-    ToTensor,
-    X,
-    crop,
-    image_size,
-)
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 __all__ = [
     "MAJORITY_VERBS",
@@ -92,7 +82,6 @@ __all__ = [
     "VERBS",
     "ClipEntry",
     "EgteaClips",
-    "SquareCrop",
     "clip_dir",
     "egtea",
     "egtea_transforms",
@@ -252,40 +241,6 @@ def _frame_key(name: str) -> tuple[int, int | str, str]:
     return (0, int(digits[-1]), name) if digits else (1, name, name)
 
 
-class SquareCrop:
-    """Crop a square (side ``size``, default the shorter side) at random or at the centre.
-
-    One position per call, shared by all frames of a clip.
-    """
-
-    def __init__(
-        self, size: int | None = None, random: bool = True, generator: torch.Generator | None = None
-    ) -> None:
-        if size is not None and size < 1:
-            raise ValueError(f"size must be >= 1 or None, got {size}")
-        self.size = size
-        self.random = random
-        self.generator = generator
-
-    def __call__(self, x: X) -> X:
-        h, w = image_size(x)
-        s = min(h, w) if self.size is None else self.size
-        if s > h or s > w:
-            raise ValueError(
-                f"crop_size {s} does not fit frames of {h}x{w}; pass a smaller crop_size "
-                "(or None for the shorter side)"
-            )
-        if self.random:
-            top = int(torch.randint(0, h - s + 1, (1,), generator=self.generator).item())
-            left = int(torch.randint(0, w - s + 1, (1,), generator=self.generator).item())
-        else:
-            top, left = (h - s) // 2, (w - s) // 2
-        return crop(x, top, left, s, s)
-
-    def __repr__(self) -> str:
-        return f"SquareCrop({self.size}, random={self.random})"
-
-
 def egtea_transforms(
     train: bool,
     image_size: int = 224,
@@ -295,22 +250,36 @@ def egtea_transforms(
     std: Sequence[float] = IMAGENET_STD,
     channel_order: Literal["rgb", "bgr"] = "rgb",
     pixel_scale: float = 1.0,
-) -> Compose:
+) -> v2.Compose:
     """List of ``T`` PIL frames -> float tensor ``(T, 3, image_size, image_size)``.
 
-    The random parameters are drawn once per clip (module doc); ``channel_order`` and
-    ``pixel_scale`` act before ``mean`` / ``std`` (:class:`~cdbloss.lab.data.transforms.PixelFormat`).
+    A ``torchvision.transforms.v2`` pipeline. The geometric steps act on the list of
+    PIL frames and draw their parameters once per clip
+    (:mod:`cdbloss.lab.data.transforms`); then the clip becomes one uint8 Video,
+    scaled to ``[0, 1]`` (``pixel_scale=1``) or kept as raw 0..255 values (255),
+    put in ``channel_order`` and normalised with ``mean`` / ``std`` in those units and
+    that order.
     """
-    steps: list[Any] = [SquareCrop(crop_size, random=train)]
+    from torchvision.transforms import v2
+
+    from . import transforms as T
+
+    T.check_normalization(mean, std)
+    T.check_pixel_format(pixel_scale, channel_order)
+    steps: list[object] = [T.SquareCrop(crop_size, random=train)]
     if train:
         if rotation > 0:
-            steps.append(RandomRotation(rotation))
-        steps.append(RandomHorizontalFlip())
-    steps += [Resize((image_size, image_size)), ToTensor()]
-    if channel_order != "rgb" or pixel_scale != 1.0:
-        steps.append(PixelFormat(pixel_scale, channel_order))
-    steps.append(Normalize(mean, std))
-    return Compose(steps)
+            steps.append(v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR))
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [
+        v2.Resize((image_size, image_size)),
+        T.FramesToVideo(),
+        v2.ToDtype(torch.float32, scale=pixel_scale == 1),
+    ]
+    if channel_order == "bgr":
+        steps.append(T.RGBToBGR())
+    steps += [v2.Normalize(list(mean), list(std)), v2.ToPureTensor()]
+    return v2.Compose(steps)
 
 
 class EgteaClips(Dataset[tuple[Tensor, int]]):
@@ -320,7 +289,8 @@ class EgteaClips(Dataset[tuple[Tensor, int]]):
         root: the frames root ``<root>/<video>/<clip>/<frame>.jpg``.
         entries: the clips (:func:`read_split_file`).
         train: random frame per segment (True) or segment centres (False).
-        transform: list of PIL frames -> ``(T, C, H, W)`` tensor; default ``ToTensor``.
+        transform: list of PIL frames -> ``(T, C, H, W)`` tensor; default
+            :func:`~cdbloss.lab.data.transforms.clip_to_tensor` (``[0, 1]`` pixels).
         num_segments: ``T`` frames per clip (10 in the paper).
         layout: ``"CTHW"`` (default, for 3D CNNs) or ``"TCHW"``.
         generator: draws the training frame choice (default: torch's global RNG).
@@ -347,7 +317,11 @@ class EgteaClips(Dataset[tuple[Tensor, int]]):
         self.entries = list(entries)
         self.targets = [e.label for e in self.entries]
         self.train = train
-        self.transform: Callable[[list[Image.Image]], Tensor] = transform or ToTensor()
+        if transform is None:
+            from .transforms import clip_to_tensor
+
+            transform = clip_to_tensor()
+        self.transform: Callable[[list[Image.Image]], Tensor] = transform
         self.num_segments = num_segments
         self.layout = layout
         self.generator = generator
@@ -462,6 +436,16 @@ def _clip_shape(layout: str, num_frames: int, image_size: int) -> list[int]:
     return [num_frames, 3, image_size, image_size]
 
 
+def _check_formats(
+    pixel_scale: float, channel_order: str, mean: Sequence[float], std: Sequence[float]
+) -> None:
+    """The pixel format and normalisation options, checked before any file is read."""
+    from .transforms import check_normalization, check_pixel_format
+
+    check_pixel_format(pixel_scale, channel_order)
+    check_normalization(mean, std)
+
+
 @register_protocol("egtea")
 def egtea(
     root: str | os.PathLike[str] | None = None,
@@ -492,9 +476,10 @@ def egtea(
         rotation: maximum training rotation in degrees (10; 0 = none).
         layout: ``"CTHW"`` (default) or ``"TCHW"`` per clip.
         mean, std: per-channel normalisation, in the units of ``pixel_scale`` and the
-            order of ``channel_order``.
+            order of ``channel_order`` (ImageNet statistics by default).
         channel_order: ``"rgb"`` (default) or ``"bgr"`` (the authors' code, OpenCV).
-        pixel_scale: 1 (pixels in ``[0, 1]``, default) or 255 (raw values, the authors' code).
+        pixel_scale: 1 (pixels in ``[0, 1]``, default) or 255 (raw 0..255 values, the
+            authors' code).
         verify_files: check that every clip folder exists before returning.
 
     Returns:
@@ -505,14 +490,13 @@ def egtea(
         FileNotFoundError: a split file, the frames root or clip folders are missing.
         ValueError: malformed split lines.
     """
-    pixel = PixelFormat(pixel_scale, channel_order)  # checks both before any file is read
-    Normalize(mean, std)
+    _check_formats(pixel_scale, channel_order, mean, std)  # before any file is read
     root, paths, entries = _read_splits(root, lists_dir, verify_files)
 
     def make(split: str) -> EgteaClips:
         train = split == "train"
         tf = egtea_transforms(
-            train, image_size, crop_size, rotation, mean, std, channel_order, pixel.scale
+            train, image_size, crop_size, rotation, mean, std, channel_order, pixel_scale
         )
         return EgteaClips(root, entries[split], train, tf, num_frames, layout)
 
@@ -535,7 +519,7 @@ def egtea(
             "rotation": rotation,
             "layout": layout,
             "channel_order": channel_order,
-            "pixel_scale": pixel.scale,
+            "pixel_scale": float(pixel_scale),
             "mean": list(mean),
             "std": list(std),
             "clip_shape": _clip_shape(layout, num_frames, image_size),

@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -55,18 +55,9 @@ from .images import (
     scan_image_folder,
 )
 from .longtail import class_counts, long_tail_counts, sample_per_class, stratified_holdout
-from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    CenterCrop,
-    Compose,
-    Normalize,
-    RandomCrop,
-    RandomHorizontalFlip,
-    RandomResizedCrop,
-    Resize,
-    ToTensor,
-)
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 __all__ = ["folder", "folder_transforms"]
 
@@ -82,20 +73,26 @@ def folder_transforms(
     train: bool,
     image_size: int,
     augment: Literal["imagenet", "cifar", "none"] = "imagenet",
-) -> Compose:
-    """PIL RGB image -> normalised tensor ``(3, image_size, image_size)``."""
+) -> v2.Compose:
+    """PIL RGB image -> normalised tensor ``(3, image_size, image_size)`` (``torchvision.transforms.v2``)."""
     if augment not in ("imagenet", "cifar", "none"):
         raise ValueError(f"augment must be 'imagenet', 'cifar' or 'none', got {augment!r}")
-    norm: list[Any] = [ToTensor(), Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    from torchvision.transforms import v2
+
+    from .transforms import to_normalized_tensor
+
+    norm = to_normalized_tensor()
     if augment == "imagenet":
         if train:
-            return Compose([RandomResizedCrop(image_size), RandomHorizontalFlip(), *norm])
-        return Compose([Resize(round(image_size * 256 / 224)), CenterCrop(image_size), *norm])
-    fixed: list[Any] = [Resize(image_size), CenterCrop(image_size)]
+            return v2.Compose([v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip(), norm])
+        resize = round(image_size * 256 / 224)
+        return v2.Compose([v2.Resize(resize), v2.CenterCrop(image_size), norm])
+    fixed = [v2.Resize(image_size), v2.CenterCrop(image_size)]
     if augment == "cifar" and train:
         pad = max(1, image_size // 8)
-        return Compose([*fixed, RandomCrop(image_size, padding=pad), RandomHorizontalFlip(), *norm])
-    return Compose([*fixed, *norm])
+        crop = v2.RandomCrop(image_size, padding=pad)
+        return v2.Compose([*fixed, crop, v2.RandomHorizontalFlip(), norm])
+    return v2.Compose([*fixed, norm])
 
 
 def _unwrap(store: ImageStore) -> str:

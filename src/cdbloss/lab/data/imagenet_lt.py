@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from cdbloss.lab.metrics import shot_groups
 
@@ -55,18 +55,9 @@ from .images import (
     read_list_file,
 )
 from .longtail import class_counts
-from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    CenterCrop,
-    ColorJitter,
-    Compose,
-    Normalize,
-    RandomHorizontalFlip,
-    RandomResizedCrop,
-    Resize,
-    ToTensor,
-)
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 __all__ = [
     "EXPECTED_COUNTS",
@@ -121,15 +112,21 @@ def imagenet_lt_transforms(
     image_size: int = 224,
     resize_size: int = 256,
     color_jitter: float = 0.0,
-) -> Compose:
-    """The ImageNet-LT pipeline: PIL RGB image -> normalised tensor ``(3, image_size, image_size)``."""
-    norm: list[Any] = [ToTensor(), Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+) -> v2.Compose:
+    """The ImageNet-LT pipeline: PIL RGB image -> normalised tensor ``(3, image_size, image_size)``.
+
+    ``torchvision.transforms.v2``, as the OLTR / CDB-loss code's torchvision transforms.
+    """
+    from torchvision.transforms import v2
+
+    from .transforms import to_normalized_tensor
+
     if train:
-        aug: list[Any] = [RandomResizedCrop(image_size), RandomHorizontalFlip()]
+        aug: list[v2.Transform] = [v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]
         if color_jitter > 0:
-            aug.append(ColorJitter(color_jitter, color_jitter, color_jitter))
-        return Compose(aug + norm)
-    return Compose([Resize(resize_size), CenterCrop(image_size), *norm])
+            aug.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
+        return v2.Compose([*aug, to_normalized_tensor()])
+    return v2.Compose([v2.Resize(resize_size), v2.CenterCrop(image_size), to_normalized_tensor()])
 
 
 def _resolve_lists_dir(lists_dir: str | os.PathLike[str] | None, root: Path | None) -> Path:
@@ -275,7 +272,7 @@ def imagenet_lt(
     train_tf = imagenet_lt_transforms(True, image_size, resize_size, color_jitter)
     eval_tf = imagenet_lt_transforms(False, image_size, resize_size)
 
-    def make(split: str, tf: Compose) -> ImageDataset:
+    def make(split: str, tf: v2.Compose) -> ImageDataset:
         return ImageDataset(store, [(e.path, e.label) for e in entries[split]], tf, NUM_CLASSES)
 
     counts = class_counts([e.label for e in entries["train"]], NUM_CLASSES)

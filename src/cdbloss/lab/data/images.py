@@ -47,9 +47,9 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .transforms import ToTensor
-
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
     "CsvEntry",
     "DirectoryStore",
@@ -65,6 +65,11 @@ __all__ = [
     "read_list_file",
     "scan_image_folder",
 ]
+
+#: ImageNet channel statistics (RGB, on [0, 1]), as used by the OLTR / CDB-loss code: the
+#: normalisation of the image protocols (:mod:`cdbloss.lab.data.transforms` re-exports them).
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 #: File endings taken as images (case-insensitive), as in torchvision's ImageFolder.
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -529,7 +534,7 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
     Args:
         store: where the files are.
         samples: ``(relative path, label)`` pairs.
-        transform: PIL RGB image -> tensor; default :class:`~cdbloss.lab.data.transforms.ToTensor`
+        transform: PIL RGB image -> tensor; default :func:`~cdbloss.lab.data.transforms.to_tensor`
             (a ``(3, H, W)`` float tensor in ``[0, 1]``).
         num_classes: if given, labels are checked to lie in ``[0, num_classes)``.
 
@@ -551,7 +556,11 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
         self.store = store
         self.samples = [(str(p), int(y)) for p, y in samples]
         self.targets = [y for _, y in self.samples]
-        self.transform: Callable[[Image.Image], Tensor] = transform or ToTensor()
+        if transform is None:
+            from .transforms import to_tensor
+
+            transform = to_tensor()
+        self.transform: Callable[[Image.Image], Tensor] = transform
         for p, y in self.samples:
             if y < 0 or (num_classes is not None and y >= num_classes):
                 raise ValueError(f"label {y} of {p!r} is outside [0, {num_classes})")

@@ -11,7 +11,7 @@ The two transforms here are deliberately minimal and pure torch (CIFAR's random
 crop with zero padding plus horizontal flip, and uint8 -> normalised float);
 unlike the PIL-or-float transforms of :mod:`cdbloss.lab.data.transforms` they take
 the stored uint8 tensors, one image ``(C, H, W)`` or a batch ``(B, C, H, W)``
-(chain them with :class:`cdbloss.lab.data.transforms.Compose`).
+(chain them with ``torchvision.transforms.v2.Compose``, which calls any callable).
 
 Example:
     >>> import torch
