@@ -47,6 +47,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -65,11 +67,6 @@ __all__ = [
     "read_list_file",
     "scan_image_folder",
 ]
-
-#: ImageNet channel statistics (RGB, on [0, 1]), as used by the OLTR / CDB-loss code: the
-#: normalisation of the image protocols (:mod:`cdbloss.lab.data.transforms` re-exports them).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 #: File endings taken as images (case-insensitive), as in torchvision's ImageFolder.
 IMAGE_EXTENSIONS: tuple[str, ...] = (
