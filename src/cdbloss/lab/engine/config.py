@@ -323,14 +323,9 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
     from cdbloss.losses import LOSSES
 
     if cfg.loss.name not in LOSSES:
-        raise ConfigError(
-            f"config key 'loss.name': unknown loss {cfg.loss.name!r}; known: {sorted(LOSSES)}"
-        )
+        raise ConfigError(f"config key 'loss.name': {LOSSES.unknown(cfg.loss.name)}")
     if not is_model_name(cfg.model.name):
-        raise ConfigError(
-            f"config key 'model.name': unknown model {cfg.model.name!r}; known: {sorted(MODELS)}, "
-            "or torchvision.<arch>"
-        )
+        raise ConfigError(f"config key 'model.name': {MODELS.unknown(cfg.model.name)}")
     if cfg.model.reinit_head and cfg.model.pretrained is None:
         raise ConfigError(
             "config key 'model.reinit_head' re-initialises the classifier of a pretrained "
@@ -339,9 +334,7 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
     if cfg.model.pretrained is not None and not cfg.model.pretrained.strip():
         raise ConfigError("config key 'model.pretrained' must be a file path or null, got ''")
     if cfg.data.protocol not in PROTOCOLS:
-        raise ConfigError(
-            f"config key 'data.protocol': unknown protocol {cfg.data.protocol!r}; known: {sorted(PROTOCOLS)}"
-        )
+        raise ConfigError(f"config key 'data.protocol': {PROTOCOLS.unknown(cfg.data.protocol)}")
     try:
         check_protocol_options(cfg.data.protocol, cfg.data.options)
     except ValueError as err:
