@@ -35,6 +35,9 @@ def _pace(run: str, launched: float, done: int, total: int, step_s: float | None
 def test_an_idle_gpu_takes_the_first_job_unless_it_cannot_finish() -> None:
     assert decide(0.0, 100.0, [], next_steps=50, max_active=4) == ("launch", None)
     assert decide(0.0, 100.0, [], next_steps=None, max_active=4) == ("wait", None)
+    # with less than a job's start-up left, no pace can say it fits: it waits for a later call
+    assert decide(80.0, 100.0, [], next_steps=50, max_active=4, startup_s=25.0) == ("wait", None)
+    assert decide(70.0, 100.0, [], next_steps=50, max_active=4, startup_s=25.0) == ("launch", None)
     # 50 steps at 1 s each after a 25 s start do not fit in 100 s; at 0.5 s they do
     assert decide(0.0, 100.0, [], 50, 4, alone_step_s=2.0) == ("wait", None)
     assert decide(0.0, 100.0, [], 50, 4, alone_step_s=0.5) == ("launch", None)

@@ -205,7 +205,7 @@ def decide(
             late one.
     """
     if not active:
-        if next_steps is None:
+        if next_steps is None or now + startup_s > deadline:  # could not reach its first step
             return ("wait", None)
         if alone_step_s is not None and now + startup_s + next_steps * alone_step_s > deadline:
             return ("wait", None)
