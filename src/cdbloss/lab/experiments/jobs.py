@@ -26,7 +26,17 @@ from typing import Any
 from cdbloss.lab.engine.checkpoint import atomic_write_json
 from cdbloss.lab.engine.config import config_from_dict
 
-__all__ = ["Finished", "RunTask", "job_args", "run_in_pool", "run_job", "run_one"]
+__all__ = [
+    "Finished",
+    "RunTask",
+    "job_args",
+    "job_died",
+    "run_in_pool",
+    "run_in_worker",
+    "run_job",
+    "run_one",
+    "worker_init",
+]
 
 #: Called with ``(run_id, status record)`` in the sweep's process as each run ends.
 Finished = Callable[[str, dict[str, Any]], None]
@@ -137,7 +147,7 @@ def _on_stop(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 
 
-def _worker_init(parent_pid: int) -> None:
+def worker_init(parent_pid: int) -> None:
     """First thing in each worker process: Ctrl-C is the parent's to handle (it stops the
     workers); SIGTERM stops a worker cleanly; the worker stops when its parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -158,7 +168,7 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watch, name="cdbloss-parent-watch", daemon=True).start()
 
 
-def _run_in_worker(
+def run_in_worker(
     cfg_dicts: list[dict[str, Any]], out_dirs: list[str], threads: int
 ) -> list[dict[str, Any]]:
     """:func:`run_job` in a pool worker: a stopped run ends the worker process."""
@@ -202,19 +212,17 @@ def run_in_pool(
     pool = cf.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=mp.get_context("spawn"),
-        initializer=_worker_init,
+        initializer=worker_init,
         initargs=(os.getpid(),),
     )
     try:
-        futures = {pool.submit(_run_in_worker, *job_args(task), threads): task for task in tasks}
+        futures = {pool.submit(run_in_worker, *job_args(task), threads): task for task in tasks}
         for fut in cf.as_completed(futures):
             task = futures[fut]
             try:
                 records = fut.result()
             except Exception as err:  # the worker process itself died
-                records = [{"status": "failed", "error": f"worker died: {err}"} for _ in task.runs]
-                for run, record in zip(task.runs, records, strict=True):
-                    atomic_write_json(run.run_dir / "error.json", record)
+                records = job_died(task, f"worker died: {err}")
             for run, record in zip(task.runs, records, strict=True):
                 finished(run.run_id, record)  # one at a time: the count printed goes up by one
     except KeyboardInterrupt:
@@ -222,6 +230,15 @@ def run_in_pool(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def job_died(task: RunTask, error: str) -> list[dict[str, Any]]:
+    """The records of a job whose process or cluster job ended without its own: the same
+    failure for each of its runs, also written to each run's ``error.json``."""
+    record = {"status": "failed", "error": error}
+    for run in task.runs:
+        atomic_write_json(run.run_dir / "error.json", record)
+    return [record for _ in task.runs]
 
 
 def job_args(task: RunTask) -> tuple[list[dict[str, Any]], list[str]]:

@@ -39,7 +39,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cdbloss.lab.experiments.jobs import Finished, RunTask, job_args, run_in_pool, run_job
+from cdbloss.lab.experiments.jobs import (
+    Finished,
+    RunTask,
+    job_args,
+    job_died,
+    run_in_pool,
+    run_job,
+)
 from cdbloss.lab.experiments.pack import PackOptions, pack_options, run_packed
 
 __all__ = [
@@ -278,21 +285,15 @@ class SubmititLauncher(Launcher):
     @staticmethod
     def _status(job: Any, task: RunTask) -> list[dict[str, Any]]:
         """The job's runs' records, or failures naming the job and its log when it died."""
-        from cdbloss.lab.engine.checkpoint import atomic_write_json
-
         try:
             records: list[dict[str, Any]] = job.result()
             return records
         except Exception as err:  # the job died: time limit, memory, node, cancelled
             lines = str(err).strip().splitlines()
             reason = lines[0] if lines else type(err).__name__
-            record = {
-                "status": "failed",
-                "error": f"job {job.job_id} died: {reason[:200]} (log: {job.paths.stderr})",
-            }
-            for run in task.runs:
-                atomic_write_json(run.run_dir / "error.json", record)
-            return [record for _ in task.runs]
+            return job_died(
+                task, f"job {job.job_id} died: {reason[:200]} (log: {job.paths.stderr})"
+            )
 
 
 def make_launcher(spec: object, name: str | None, workers: int, out: Path) -> Launcher:

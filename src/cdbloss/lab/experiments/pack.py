@@ -47,9 +47,10 @@ from cdbloss.lab.engine.checkpoint import atomic_write_json
 from cdbloss.lab.experiments.jobs import (
     Finished,
     RunTask,
-    _run_in_worker,
-    _worker_init,
     job_args,
+    job_died,
+    run_in_worker,
+    worker_init,
 )
 
 __all__ = [
@@ -283,8 +284,8 @@ def _pack_worker(
 ) -> None:
     """A job's process: the pool worker's signals (SIGTERM stops the run, which keeps its
     checkpoint), then the job; its status records go back through ``conn``."""
-    _worker_init(parent_pid)
-    conn.send(_run_in_worker(cfg_dicts, out_dirs, threads))
+    worker_init(parent_pid)
+    conn.send(run_in_worker(cfg_dicts, out_dirs, threads))
     conn.close()
 
 
@@ -328,10 +329,7 @@ class _Active:
 
 def _died(item: _Active) -> list[dict[str, Any]]:
     """Failure records of a job whose process ended without its records."""
-    record = {"status": "failed", "error": f"worker died: exit code {item.process.exitcode}"}
-    for run in item.task.runs:
-        atomic_write_json(run.run_dir / "error.json", record)
-    return [record for _ in item.task.runs]
+    return job_died(item.task, f"worker died: exit code {item.process.exitcode}")
 
 
 def _stopped(task: RunTask, at_deadline: bool) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
 from cdbloss.lab.engine.trainer import experiment_differences
 from cdbloss.lab.experiments.jobs import RunTask
 from cdbloss.lab.experiments.launch import Launcher, make_launcher
+from cdbloss.lab.experiments.pack import read_epochs
 
 __all__ = [
     "FUSE",
@@ -221,10 +222,7 @@ def plan_jobs(out: Path, todo: list[SweepRun], fuse: bool) -> list[list[SweepRun
 
 def _saved_epochs(run_dir: Path) -> int:
     """The epochs a run's checkpoint holds (its ``metrics.jsonl`` lines; 0 without one)."""
-    if not (run_dir / "checkpoint.pt").exists() or not (run_dir / "metrics.jsonl").exists():
-        return 0
-    with open(run_dir / "metrics.jsonl", encoding="utf-8") as fh:
-        return sum(1 for line in fh if line.strip())
+    return len(read_epochs(run_dir)) if (run_dir / "checkpoint.pt").exists() else 0
 
 
 def _run_sweep(
