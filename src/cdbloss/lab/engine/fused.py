@@ -630,12 +630,10 @@ class FusedTrainer(Trainer):
         group.model.eval()
         splits = group.splits
         cms = self._eval_counts(group.model, dataset, splits.num_classes, len(group.members))
-        out = []
-        for m, cm in zip(group.members, cms, strict=True):
-            self.cfg = m.cfg  # its train.num_majority
-            out.append(self._summary(cm, splits.class_counts))
-        self.cfg = group.members[0].cfg
-        return out
+        return [
+            self._summary(cm, splits.class_counts, m.cfg.train.num_majority)
+            for m, cm in zip(group.members, cms, strict=True)
+        ]
 
     def _validate_group(
         self, group: _Group, epoch: int

@@ -541,12 +541,13 @@ class Trainer:
                         cm.update(member_logits, y)
         return cms
 
+    @staticmethod
     def _summary(
-        self, cm: ConfusionMatrix, train_counts: list[int]
+        cm: ConfusionMatrix, train_counts: list[int], num_majority: int | None
     ) -> tuple[dict[str, Any], ClassDifficulty]:
         """The summary of ``cm``'s counts summed over ranks, and a tracker holding this
         rank's per-class counts (its ``counts()`` sums them over ranks when asked)."""
-        summary = summarize(cm.sync(), train_counts, self.cfg.train.num_majority)
+        summary = summarize(cm.sync(), train_counts, num_majority)
         return summary, tracker_from_counts(cm.counts)
 
     def evaluate(
@@ -556,7 +557,7 @@ class Trainer:
         per-class tracker the weights learn from, both from one confusion matrix."""
         model.eval()
         (cm,) = self._eval_counts(model, dataset, num_classes)
-        return self._summary(cm, train_counts)
+        return self._summary(cm, train_counts, self.cfg.train.num_majority)
 
     # ------------------------------------------------------------------ the run
 
