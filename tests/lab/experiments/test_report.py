@@ -142,7 +142,7 @@ def _fake_run(
     min_difficulty: float = 0.0,
 ) -> None:
     """A finished run's files, as the trainer writes them, with chosen scores."""
-    from cdbloss.lab.engine.checkpoint import atomic_write_json
+    from cdbloss.lab.io import atomic_write_json
 
     config = config_to_dict(
         config_from_dict(

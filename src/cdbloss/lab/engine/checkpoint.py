@@ -1,7 +1,6 @@
 """Checkpoints, JSON files, and the random-number state a resumed run needs.
 
-The atomic writers (:func:`~cdbloss.lab.io.atomic_write_json` and its siblings)
-live in :mod:`cdbloss.lab.io`; they are importable from here too.
+Checkpoints are written through :mod:`cdbloss.lab.io`'s one atomic writer.
 """
 
 from __future__ import annotations
@@ -19,13 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cdbloss.lab.io import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
+from cdbloss.lab.io import atomic_write
 
 __all__ = [
     "CheckpointError",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "atomic_write_text",
     "get_rng_state",
     "load_checkpoint",
     "read_json",

@@ -59,7 +59,6 @@ from torch.func import functional_call, stack_module_state
 from cdbloss.lab.data.base import DataSplits
 from cdbloss.lab.engine.checkpoint import (
     CheckpointError,
-    atomic_write_json,
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
@@ -91,6 +90,7 @@ from cdbloss.lab.engine.trainer import (
     with_resolved_loss,
     write_metrics,
 )
+from cdbloss.lab.io import atomic_write_json
 from cdbloss.losses import wants_epoch
 
 __all__ = [

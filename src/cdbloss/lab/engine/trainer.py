@@ -45,8 +45,6 @@ from cdbloss.lab.data.base import DataSplits, load_protocol
 from cdbloss.lab.data.protocols import import_protocols
 from cdbloss.lab.engine.checkpoint import (
     CheckpointError,
-    atomic_write_json,
-    atomic_write_text,
     get_rng_state,
     load_checkpoint,
     read_json,
@@ -67,7 +65,7 @@ from cdbloss.lab.engine.distributed import (
     shard_indices,
 )
 from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
-from cdbloss.lab.io import jsonable, progress
+from cdbloss.lab.io import atomic_write_json, atomic_write_text, jsonable, progress
 from cdbloss.lab.metrics import ConfusionMatrix, summarize
 from cdbloss.lab.models import build_model, load_pretrained, read_state_dict
 from cdbloss.losses import build_loss, wants_difficulty, wants_epoch

@@ -23,8 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cdbloss.lab.engine.checkpoint import atomic_write_json
 from cdbloss.lab.engine.config import config_from_dict
+from cdbloss.lab.io import atomic_write_json
 
 __all__ = [
     "Finished",

@@ -33,9 +33,9 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from cdbloss.lab.engine.checkpoint import atomic_write_text
 from cdbloss.lab.experiments.report import method_label, sign_test
 from cdbloss.lab.experiments.store import result_sources
+from cdbloss.lab.io import atomic_write_text
 
 DATASETS = {
     "MNIST-LT": ["mnist_lt", "mnist_lt_extra_seeds", "longtail_study/mnist_lt"],

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cdbloss.lab.engine.checkpoint import atomic_write_json
 from cdbloss.lab.experiments.jobs import (
     Finished,
     RunTask,
@@ -52,6 +51,7 @@ from cdbloss.lab.experiments.jobs import (
     run_in_worker,
     worker_init,
 )
+from cdbloss.lab.io import atomic_write_json
 
 __all__ = [
     "PACK_OPTIONS",

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdbloss.lab.engine.checkpoint import atomic_write_bytes, atomic_write_text, read_json
+from cdbloss.lab.engine.checkpoint import read_json
 from cdbloss.lab.engine.config import VOLATILE_KEYS, flatten_keys
 from cdbloss.lab.experiments.paper import paper_table_for
 from cdbloss.lab.experiments.store import result_sources
+from cdbloss.lab.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "BEST_TAU_ROW",

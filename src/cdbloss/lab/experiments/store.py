@@ -33,7 +33,7 @@ from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cdbloss.lab.engine.checkpoint import atomic_write_bytes
+from cdbloss.lab.io import atomic_write_bytes
 
 __all__ = [
     "STORE_NAME",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdbloss.lab.engine.checkpoint import atomic_write_json, read_json
+from cdbloss.lab.engine.checkpoint import read_json
 from cdbloss.lab.engine.config import (
     ExperimentConfig,
     apply_overrides,
@@ -37,6 +37,7 @@ from cdbloss.lab.engine.trainer import experiment_differences
 from cdbloss.lab.experiments.jobs import RunTask
 from cdbloss.lab.experiments.launch import Launcher, make_launcher
 from cdbloss.lab.experiments.pack import read_epochs
+from cdbloss.lab.io import atomic_write_json
 
 __all__ = [
     "FUSE",

@@ -29,8 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdbloss.lab.engine.checkpoint import atomic_write_text
 from cdbloss.lab.experiments.report_commands import results_pages
+from cdbloss.lab.io import atomic_write_text
 
 MARKER = re.compile(r"^<!-- table: (?P<path>\S+) #(?P<index>\d+)(?: rows: (?P<rows>.+?))? -->$")
 
