@@ -52,6 +52,8 @@ class DataSplits:
         class_names: length ``C``.
         info: protocol parameters and anything else worth saving with a run
             (seed, imbalance factor, sources and their checksums...).
+        extra_test: further evaluation sets, name -> dataset, tested once at the end
+            of a run beside ``test`` (CIFAR-10: ``lossless-1000`` and ``jpeg-1000``).
     """
 
     train: Dataset[Any]
@@ -61,6 +63,7 @@ class DataSplits:
     class_counts: list[int]
     class_names: list[str]
     info: dict[str, Any] = field(default_factory=dict)
+    extra_test: dict[str, Dataset[Any]] = field(default_factory=dict)
 
 
 ProtocolFactory = Callable[..., DataSplits]

@@ -65,6 +65,7 @@ from cdbloss.lab.data.cache import (
     safe_member_name,
     verify_digest,
 )
+from cdbloss.lab.data.cifar_png import Cifar10Png, find_cifar10_png, read_cifar10_png
 from cdbloss.lab.data.download import Fetched, NetSettings, download_file, first_source
 from cdbloss.lab.data.splits import long_tail_split
 from cdbloss.lab.data.tensor_dataset import (
@@ -206,6 +207,10 @@ class CifarArrays:
         test_images, test_labels: the same for the test set (10,000).
         class_names: ``C`` names, index = label.
         source: where it came from (path, kind, checksums, verified, cache file).
+        extra_test: further evaluation sets, name -> ``(images (M, 3, 32, 32) uint8,
+            labels (M,) int64)``: for CIFAR-10 with the lossless copy present,
+            ``lossless-1000`` (the first 1,000 official test images, lossless) and
+            ``jpeg-1000`` (the JPEG copy's versions of the same images, in the same order).
     """
 
     dataset: str
@@ -215,6 +220,9 @@ class CifarArrays:
     test_labels: npt.NDArray[np.int64]
     class_names: list[str]
     source: dict[str, Any] = field(default_factory=dict)
+    extra_test: dict[str, tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = field(
+        default_factory=dict
+    )
 
 
 def _source_digest(path: Path) -> str:
@@ -778,6 +786,46 @@ def _read_cache(path: Path, spec: CifarSpec) -> CifarArrays | None:
     )
 
 
+#: ``source=`` keywords that name a kind of copy instead of a path.
+SOURCE_KEYWORDS = ("lossless", "jpeg", "archive")
+
+
+def _keyword_source(spec: CifarSpec, keyword: str, root: str | os.PathLike[str] | None) -> Path:
+    """The path a ``source=`` keyword names (``jpeg`` / ``archive``; ``lossless`` is
+    handled by :func:`load_cifar`)."""
+    base = cache_root(root)
+    found: list[Path] = []
+    for d in (base, base / spec.name):
+        for c in _candidates(spec, d):
+            is_jpeg = c.name.startswith(f"{spec.name}-jpeg")
+            if c.exists() and is_jpeg == (keyword == "jpeg"):
+                found.append(c)
+    if keyword == "jpeg" and spec.shared_zip is not None:
+        shared = find_shared(spec.shared_zip)
+        if shared is not None:
+            found.append(shared)
+    if not found:
+        raise FileNotFoundError(
+            f"{spec.name}: source={keyword!r} but no such copy was found in {base}"
+            + (" or shared/data" if keyword == "jpeg" else "")
+            + f"; `cdbloss data fetch {spec.name}` gets one"
+        )
+    return found[0]
+
+
+def _auto_source(spec: CifarSpec, root: str | os.PathLike[str] | None) -> str | Path:
+    """The default source: the official archive if it is in the cache (lossless and
+    complete), else the lossless PNG copy (CIFAR-10), else the JPEG copy."""
+    base = cache_root(root)
+    for d in (base, base / spec.name):
+        for c in (d / spec.archive, d / spec.folder):
+            if c.exists():
+                return c
+    if spec.name == "cifar10" and find_cifar10_png() is not None:
+        return "lossless"
+    return find_cifar_source(spec.name, root)
+
+
 def load_cifar(
     dataset: str = "cifar10",
     root: str | os.PathLike[str] | None = None,
@@ -790,20 +838,113 @@ def load_cifar(
         dataset: ``"cifar10"`` or ``"cifar100"``.
         root: where to look for sources and where the decoded cache goes;
             default ``$CDBLOSS_CACHE`` or ``~/.cache/cdbloss``.
-        source: an explicit archive, folder or zip (skips the search).
+        source: an explicit archive, folder or zip (skips the search), or a keyword:
+            ``"lossless"`` (CIFAR-10's PNG copy in ``shared/data/cifar10-png`` for the
+            training images; the test set is the JPEG copy's 10,000, the only complete
+            one here), ``"jpeg"`` (the JPEG ImageFolder zip) or ``"archive"`` (the
+            official archive or its folder, in the cache). Default: the official
+            archive if it is in the cache, else the lossless copy, else the JPEG copy.
         verify: checksums / structure checks (see :func:`read_cifar_python`,
-            :func:`read_cifar_imagefolder`). Unverified data is never cached.
+            :func:`read_cifar_imagefolder`, :func:`~cdbloss.lab.data.cifar_png.read_cifar10_png`).
+            Unverified data is never cached.
 
     Returns:
-        :class:`CifarArrays`; ``source`` records the path, its sha256 and the
-        cache file.
+        :class:`CifarArrays`; ``source`` records the path, its sha256, the cache file
+        and ``pixels`` (``"lossless"`` or ``"jpeg"`` for the training images). For
+        CIFAR-10 with the lossless copy present, ``extra_test`` holds the
+        ``lossless-1000`` and ``jpeg-1000`` evaluation sets.
     """
     spec = _spec(dataset)
-    path = Path(source).expanduser() if source is not None else find_cifar_source(dataset, root)
+    if source is None:
+        source = _auto_source(spec, root)
+    if isinstance(source, str) and source in SOURCE_KEYWORDS:
+        if source == "lossless":
+            if spec.name != "cifar10":
+                raise ValueError(f"source='lossless' exists for cifar10 only, not {spec.name}")
+            return _load_lossless(spec, root, verify)
+        source = _keyword_source(spec, source, root)
+    arrays = _load_path(spec, Path(source).expanduser(), root, verify)
+    _attach_lossless_tests(arrays, None, verify)
+    return arrays
+
+
+def _load_lossless(
+    spec: CifarSpec, root: str | os.PathLike[str] | None, verify: bool
+) -> CifarArrays:
+    """Training images from the PNG copy; the test set from the JPEG copy."""
+    png = read_cifar10_png(verify=verify)
+    jpeg = _load_path(spec, _keyword_source(spec, "jpeg", root), root, verify)
+    arrays = CifarArrays(
+        spec.name,
+        png.train_images,
+        png.train_labels,
+        jpeg.test_images,
+        jpeg.test_labels,
+        jpeg.class_names,
+        {**png.source, "pixels": "lossless", "test_source": jpeg.source},
+    )
+    _attach_lossless_tests(arrays, png, verify, jpeg_test=jpeg)
+    return arrays
+
+
+def _attach_lossless_tests(
+    arrays: CifarArrays,
+    png: Cifar10Png | None,
+    verify: bool,
+    jpeg_test: CifarArrays | None = None,
+) -> None:
+    """Add ``lossless-1000`` and ``jpeg-1000`` to a CIFAR-10 load when both copies exist.
+
+    The JPEG test images are ordered class by class and, within a class, by file number
+    (the image's index among its class in the official order), so official test image
+    ``i`` of class ``y`` and in-class rank ``r`` is JPEG test image ``1000 y + r``.
+    """
+    if arrays.dataset != "cifar10":
+        return
+    if png is None:
+        if find_cifar10_png() is None:
+            return
+        png = read_cifar10_png(verify=verify)
+    if jpeg_test is None:
+        if arrays.source.get("kind", "").startswith("imagefolder"):
+            jpeg_test = arrays
+        else:
+            shared = find_shared(CIFAR_SPECS["cifar10"].shared_zip or "")
+            if shared is None:
+                return
+            jpeg_test = _load_path(_spec("cifar10"), shared, None, verify)
+    per_class = CIFAR_SPECS["cifar10"].test_per_class
+    if jpeg_test.test_labels.shape[0] != per_class * 10:
+        return  # not the full ImageFolder test set: the positions would not hold
+    idx = png.test_labels * per_class + png.test_ranks
+    jpeg_imgs = jpeg_test.test_images[idx]
+    if not np.array_equal(jpeg_test.test_labels[idx], png.test_labels):
+        raise ValueError("the JPEG and lossless CIFAR-10 test images do not pair by label")
+    gap = float(np.abs(jpeg_imgs.astype(np.int16) - png.test_images.astype(np.int16)).mean())
+    if gap > 20.0:  # JPEG error is about 6 grey levels; unrelated images about 50
+        raise ValueError(
+            f"the JPEG and lossless CIFAR-10 test images do not pair image by image "
+            f"(mean absolute difference {gap:.1f}, expected about 6)"
+        )
+    arrays.extra_test = {
+        "lossless-1000": (png.test_images, png.test_labels),
+        "jpeg-1000": (np.ascontiguousarray(jpeg_imgs), png.test_labels.copy()),
+    }
+    arrays.source = {
+        **arrays.source,
+        "extra_test": {"lossless-1000": png.source["path"], "jpeg_vs_lossless_mean_abs_diff": gap},
+    }
+
+
+def _load_path(
+    spec: CifarSpec, path: Path, root: str | os.PathLike[str] | None, verify: bool
+) -> CifarArrays:
+    """Read one archive, folder or zip (through the decoded cache)."""
     if not path.exists():
         raise FileNotFoundError(f"{spec.name}: source {path} does not exist")
     kind = _source_kind(path, spec)
     digest = _source_digest(path)
+    pixels = "jpeg" if kind == "imagefolder" else "lossless"
     cache_file = cache_root(root) / spec.name / f"decoded-{kind}-{digest[:16]}.npz"
     if verify and cache_file.is_file():
         cached = _read_cache(cache_file, spec)
@@ -820,12 +961,14 @@ def load_cifar(
                 "sha256": digest,
                 "verified": True,
                 "cache": str(cache_file),
+                "pixels": pixels,
             }
             return cached
     if kind == "python":
         arrays = read_cifar_python(path, spec.name, verify, digest=digest)
     else:
         arrays = read_cifar_imagefolder(path, spec.name, verify, digest=digest)
+    arrays.source["pixels"] = pixels
     if verify:
         with atomic_write(cache_file) as f:
             np.savez(
@@ -918,7 +1061,12 @@ def build_cifar_lt(
         "test_normalize": {"mean": list(test_mean), "std": list(test_std)},
         "source": arrays.source,
     }
+    extra = {
+        name: make(x, y, np.arange(y.shape[0], dtype=np.int64), test_norm)
+        for name, (x, y) in arrays.extra_test.items()
+    }
     return DataSplits(
+        extra_test=extra,
         train=make(arrays.train_images, arrays.train_labels, s.train, train_tf),
         val=make(arrays.train_images, arrays.train_labels, s.val, norm),
         test=make(arrays.test_images, arrays.test_labels, all_test, test_norm),

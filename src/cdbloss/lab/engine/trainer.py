@@ -824,6 +824,11 @@ class Trainer:
             run.model.load_state_dict(run.log.best["state"])
             test_best, _ = self.evaluate(run.model, splits.test, c, splits.class_counts)
         result = run_result(cfg, splits, self.dist.world_size, run.log, test_last, test_best)
+        if splits.extra_test:  # the model that gave result["test"]
+            result["extra_test"] = {
+                name: self.evaluate(run.model, dataset, c, splits.class_counts)[0]
+                for name, dataset in splits.extra_test.items()
+            }
         if self.dist.is_main:
             atomic_write_json(self.out_dir / "result.json", result)
         return result
