@@ -913,7 +913,7 @@ def _attach_lossless_tests(
             if shared is None:
                 return
             jpeg_test = _load_path(_spec("cifar10"), shared, None, verify)
-    per_class = CIFAR_SPECS["cifar10"].test_per_class
+    per_class = 1000  # the official CIFAR-10 test set, whatever a spec says
     if jpeg_test.test_labels.shape[0] != per_class * 10:
         return  # not the full ImageFolder test set: the positions would not hold
     idx = png.test_labels * per_class + png.test_ranks
@@ -1060,6 +1060,8 @@ def build_cifar_lt(
         "normalize": {"mean": list(mean), "std": list(std)},
         "test_normalize": {"mean": list(test_mean), "std": list(test_std)},
         "source": arrays.source,
+        "pixels": arrays.source.get("pixels"),
+        "extra_test": sorted(arrays.extra_test),
     }
     extra = {
         name: make(x, y, np.arange(y.shape[0], dtype=np.int64), test_norm)

@@ -37,9 +37,8 @@ __all__ = ["PNG_FOLDER", "PNG_SUMS_SHA256", "Cifar10Png", "find_cifar10_png", "r
 PNG_FOLDER = "cifar10-png"
 #: sha256 of the folder's ``SHA256SUMS`` (which lists every sheet's and the labels' sha256).
 PNG_SUMS_SHA256 = "c3b20bd2e233ecd3a836b15eb349bc549bbf76de6537704c2a26403492a6a5d1"
-_SHEETS = 51
 _PER_SHEET = 1000
-_TRAIN = 50_000
+_TEST = 1000  # the last sheet: the first 1,000 official test images
 _CLASSES = 10
 
 
@@ -134,7 +133,9 @@ def read_cifar10_png(
     Args:
         folder: the ``cifar10-png`` folder; default the shared one (:func:`find_cifar10_png`).
         verify: check ``SHA256SUMS`` against :data:`PNG_SUMS_SHA256`, every file
-            against ``SHA256SUMS``, and 5,000 training images a class.
+            against ``SHA256SUMS``, 51 sheets and 5,000 training images a class.
+            ``False`` reads any number of sheets (at least 2; the last one is the test
+            set) and checks no checksum.
 
     Raises:
         FileNotFoundError: no folder, or a file is missing.
@@ -146,23 +147,33 @@ def read_cifar10_png(
     sums = _read_sums(path, verify)
     labels_file = _checked(path, "cifar10_labels.json", sums, verify)
     labels = np.asarray(json.loads(labels_file.read_text())["labels"], dtype=np.int64)
-    if labels.shape != (_SHEETS * _PER_SHEET,) or labels.min() < 0 or labels.max() >= _CLASSES:
+    # verified: the sheets SHA256SUMS lists (51 in the pinned copy); else as many as labels
+    listed = sum(1 for n in sums if n.startswith("cifar10_batch_") and n.endswith(".png"))
+    sheets = listed if verify else labels.shape[0] // _PER_SHEET
+    if (
+        labels.ndim != 1
+        or labels.shape[0] != sheets * _PER_SHEET
+        or sheets < 2
+        or labels.min() < 0
+        or labels.max() >= _CLASSES
+    ):
         raise ValueError(
-            f"{labels_file}: expected {_SHEETS * _PER_SHEET} labels in 0..9, got "
-            f"{labels.shape[0]} in {labels.min()}..{labels.max()}"
+            f"{labels_file}: expected {sheets * _PER_SHEET} labels in 0..9 (1000 per sheet, "
+            f"at least 2 sheets), got {labels.shape[0]} in {labels.min()}..{labels.max()}"
         )
     images = np.concatenate(
-        [_sheet(_checked(path, f"cifar10_batch_{b}.png", sums, verify)) for b in range(_SHEETS)]
+        [_sheet(_checked(path, f"cifar10_batch_{b}.png", sums, verify)) for b in range(sheets)]
     )
-    train_y, test_y = labels[:_TRAIN], labels[_TRAIN:]
+    n_train = labels.shape[0] - _TEST
+    train_y, test_y = labels[:n_train], labels[n_train:]
     counts = np.bincount(train_y, minlength=_CLASSES)
-    if verify and not (counts == _TRAIN // _CLASSES).all():
+    if verify and not (counts == n_train // _CLASSES).all():
         raise ValueError(f"{path}: training images per class {counts.tolist()}, expected 5000")
     order = np.argsort(train_y, kind="stable")
     return Cifar10Png(
-        train_images=np.ascontiguousarray(images[:_TRAIN][order]),
+        train_images=np.ascontiguousarray(images[:n_train][order]),
         train_labels=train_y[order],
-        test_images=images[_TRAIN:],
+        test_images=images[n_train:],
         test_labels=test_y,
         test_ranks=_ranks(test_y),
         source={
