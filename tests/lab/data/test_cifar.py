@@ -615,3 +615,27 @@ def test_real_cifar10_lt_counts(real_zip: Path, tmp_path: Path) -> None:
         dataset="cifar10", imbalance_factor=100, seed=0, root=str(tmp_path), source="jpeg"
     )
     assert torch.equal(again.train.images, s.train.images)
+
+
+def test_a_placed_archive_is_md5_checked_by_fetch(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    (root / "cifar100").mkdir(parents=True)
+    (root / "cifar100" / "cifar-100-python.tar.gz").write_bytes(b"not the release")
+    with pytest.raises(ValueError, match=r"cifar-100-python.tar.gz: md5 checksum mismatch"):
+        cf.fetch_cifar("cifar100", root)
+
+
+def test_cache_key_names_the_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new decoder layout (or Pillow) makes a new cache file instead of reusing the old."""
+    files, _ = imagefolder_members()
+    z = write_zip(tmp_path / "mine.zip", files)
+    monkeypatch.setitem(
+        cf.CIFAR_SPECS,
+        "cifar10",
+        dataclasses.replace(cf.CIFAR_SPECS["cifar10"], train_per_class=3, test_per_class=2),
+    )
+    first = Path(cf.load_cifar("cifar10", source=z).source["cache"])
+    assert f"-v{cf.DECODED_LAYOUT}-pil" in first.name
+    monkeypatch.setattr(cf, "DECODED_LAYOUT", cf.DECODED_LAYOUT + 1)
+    second = Path(cf.load_cifar("cifar10", source=z).source["cache"])
+    assert second != first and first.is_file() and second.is_file()

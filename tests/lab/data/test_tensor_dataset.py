@@ -119,3 +119,34 @@ def test_dataset_rejects_bad_input() -> None:
         TensorImageDataset(img, [0, -1])
     with pytest.raises(ValueError, match="integers"):
         TensorImageDataset(img, torch.tensor([0.0, 1.0]))
+
+
+def test_chain_equals_torchvision_compose_and_needs_no_torchvision() -> None:
+    from cdbloss.lab.data.tensor_dataset import Chain
+
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    steps = [RandomCropFlip(8, 2), ScaleNormalize([0.4] * 3, [0.2] * 3)]
+    torch.manual_seed(3)
+    a = Chain(*steps)(images)
+    torch.manual_seed(3)
+    b = Compose(steps)(images)
+    assert torch.equal(a, b)
+    assert repr(Chain(*steps)).startswith("Chain(RandomCropFlip(")
+    with pytest.raises(ValueError, match="at least one"):
+        Chain()
+    # the default cifar-lt pipeline imports no torchvision (a fresh interpreter shows it)
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from cdbloss.lab.data import cifar as cf\n"
+        "a = cf.CifarArrays('cifar10', np.zeros((100, 3, 32, 32), np.uint8),"
+        " np.repeat(np.arange(10), 10), np.zeros((10, 3, 32, 32), np.uint8), np.arange(10),"
+        " list(cf.CIFAR10_CLASSES))\n"
+        "s = cf.build_cifar_lt(a, 2, val_per_class=2)\n"
+        "s.train[0]\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

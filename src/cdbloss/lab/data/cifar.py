@@ -25,8 +25,10 @@ and ``root/<dataset>/``: the archive, the extracted folder,
 ``shared/data/cifar10-jpeg/cifar10-jpeg.zip`` beside the checkout.
 
 Whatever the source, the decoded arrays are written once to
-``<cache>/<dataset>/decoded-<kind>-<sha256 of the source>.npz`` (atomically, and
-only after verification), and later loads read that file.
+``<cache>/<dataset>/decoded-<kind>-<decoder>-<sha256 of the source>.npz``
+(atomically, and only after verification), and later loads read that file. The
+decoder part is :data:`DECODED_LAYOUT` and, for images, Pillow's version, so a new
+decoder or sample order never reads a stale cache.
 
 Example:
     >>> from cdbloss.lab.data.base import load_protocol            # doctest: +SKIP
@@ -69,6 +71,7 @@ from cdbloss.lab.data.cifar_png import Cifar10Png, find_cifar10_png, read_cifar1
 from cdbloss.lab.data.download import Fetched, NetSettings, download_file, first_source
 from cdbloss.lab.data.splits import long_tail_split
 from cdbloss.lab.data.tensor_dataset import (
+    Chain,
     ImageTransform,
     RandomCropFlip,
     ScaleNormalize,
@@ -699,6 +702,9 @@ def fetch_cifar(
     for d in (base, base / spec.name):
         for c in _candidates(spec, d):
             if c.exists():
+                if c.name == spec.archive and c.is_file() and spec.archive_md5:
+                    # a user-placed archive is checked like a downloaded one
+                    verify_digest(c, file_digest(c, "md5"), spec.archive_md5, "md5")
                 return Fetched(c, f"already there ({c})")
     target = base / spec.name / spec.archive
     sources: list[tuple[str, Callable[[], Path]]] = [
@@ -936,6 +942,20 @@ def _attach_lossless_tests(
     }
 
 
+#: Bumped whenever the decoded arrays of a source change (decoding, sample order): part of
+#: the cache file's name, so a change never reuses a stale cache.
+DECODED_LAYOUT = 2
+
+
+def _decoder_key(kind: str) -> str:
+    """The cache key's decoder part: the layout version, and Pillow's version for images."""
+    if kind != "imagefolder":
+        return f"v{DECODED_LAYOUT}"
+    import PIL
+
+    return f"v{DECODED_LAYOUT}-pil{PIL.__version__}"
+
+
 def _load_path(
     spec: CifarSpec, path: Path, root: str | os.PathLike[str] | None, verify: bool
 ) -> CifarArrays:
@@ -945,7 +965,9 @@ def _load_path(
     kind = _source_kind(path, spec)
     digest = _source_digest(path)
     pixels = "jpeg" if kind == "imagefolder" else "lossless"
-    cache_file = cache_root(root) / spec.name / f"decoded-{kind}-{digest[:16]}.npz"
+    cache_file = (
+        cache_root(root) / spec.name / f"decoded-{kind}-{_decoder_key(kind)}-{digest[:16]}.npz"
+    )
     if verify and cache_file.is_file():
         cached = _read_cache(cache_file, spec)
         if cached is not None:
@@ -1030,9 +1052,7 @@ def build_cifar_lt(
     test_norm = ScaleNormalize(test_mean, test_std) if test_norm_given else norm
     train_tf: ImageTransform = norm
     if augment:
-        from torchvision.transforms import v2
-
-        train_tf = v2.Compose([RandomCropFlip(32, 4), norm])
+        train_tf = Chain(RandomCropFlip(32, 4), norm)
 
     def make(
         images: npt.NDArray[np.uint8], labels: npt.NDArray[np.int64],

@@ -11,7 +11,9 @@ The two transforms here are deliberately minimal and pure torch (CIFAR's random
 crop with zero padding plus horizontal flip, and uint8 -> normalised float);
 unlike the PIL-or-float transforms of :mod:`cdbloss.lab.data.transforms` they take
 the stored uint8 tensors, one image ``(C, H, W)`` or a batch ``(B, C, H, W)``
-(chain them with ``torchvision.transforms.v2.Compose``, which calls any callable).
+(chain them with :class:`Chain`, which needs no torchvision, or with
+``torchvision.transforms.v2.Compose``, which calls any callable: the two give the same
+images for the same random state).
 
 Example:
     >>> import torch
@@ -35,6 +37,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 __all__ = [
+    "Chain",
     "ImageTransform",
     "RandomCropFlip",
     "ScaleNormalize",
@@ -43,6 +46,24 @@ __all__ = [
 
 #: A transform maps uint8 or float images ``(C, H, W)`` or ``(B, C, H, W)`` to float.
 ImageTransform = Callable[[Tensor], Tensor]
+
+
+class Chain:
+    """Apply transforms in order: ``Chain(f, g)(x) == g(f(x))``, for images ``(C, H, W)``
+    or batches ``(B, C, H, W)``; the pure-torch pipelines need no torchvision for it."""
+
+    def __init__(self, *transforms: ImageTransform) -> None:
+        if not transforms:
+            raise ValueError("Chain needs at least one transform")
+        self.transforms = transforms
+
+    def __call__(self, x: Tensor) -> Tensor:
+        for t in self.transforms:
+            x = t(x)
+        return x
+
+    def __repr__(self) -> str:
+        return f"Chain({', '.join(repr(t) for t in self.transforms)})"
 
 
 class ScaleNormalize:
