@@ -131,6 +131,7 @@ def experiment_differences(run_dir: Path, cfg: ExperimentConfig) -> list[str]:
     except (ValueError, TypeError, KeyError):  # unreadable as a config: compare as saved
         pass
     mine = config_to_dict(with_resolved_loss(cfg))
+    _legacy_cifar_source(theirs)
     a, b = flatten_keys(_comparable(theirs)), flatten_keys(_comparable(mine))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
@@ -147,6 +148,19 @@ def lr_factor(cfg: ExperimentConfig, epoch: int) -> float:
     if epoch < o.warmup_epochs:
         factor *= (epoch + 1) / o.warmup_epochs
     return factor
+
+
+def _legacy_cifar_source(saved: dict[str, Any]) -> None:
+    """A CIFAR-10 ``cifar-lt`` run saved before ``data.options.source`` had keywords read
+    the JPEG copy (the only one these machines had; its result's ``data_info`` says so),
+    so its missing ``source`` counts as ``"jpeg"``, not as today's lossless default."""
+    data = saved.get("data")
+    if not isinstance(data, dict) or data.get("protocol") != "cifar-lt":
+        return
+    options = data.setdefault("options", {})
+    if isinstance(options, dict) and options.get("dataset", "cifar10") == "cifar10":
+        if options.get("num_classes") in (None, 10):
+            options.setdefault("source", "jpeg")
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
