@@ -58,6 +58,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch.utils.data import Dataset
 
 from cdbloss.lab.data.base import DataSplits, register_protocol
 from cdbloss.lab.data.cache import (
@@ -1083,7 +1084,7 @@ def build_cifar_lt(
         "pixels": arrays.source.get("pixels"),
         "extra_test": sorted(arrays.extra_test),
     }
-    extra = {
+    extra: dict[str, Dataset[Any]] = {
         name: make(x, y, np.arange(y.shape[0], dtype=np.int64), test_norm)
         for name, (x, y) in arrays.extra_test.items()
     }
