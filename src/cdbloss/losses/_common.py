@@ -41,6 +41,7 @@ REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 __all__ = [
     "REDUCTIONS",
     "Reduction",
+    "autocast_fp32",
     "check_inputs",
     "check_label_smoothing",
     "check_reduction",
@@ -57,6 +58,18 @@ __all__ = [
 ]
 
 Fn = TypeVar("Fn", bound=Callable[..., Tensor])
+
+
+def autocast_fp32(logits: Tensor) -> Tensor:
+    """Half-precision logits as float32 under autocast, so a loss's maths run in float32.
+
+    Outside autocast (or for float32/float64 logits) the logits pass unchanged.
+    """
+    if logits.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(
+        logits.device.type
+    ):
+        return logits.float()
+    return logits
 
 
 def host_checks() -> bool:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cdbloss.losses._common import (
+    autocast_fp32,
     check_inputs,
     check_label_smoothing,
     check_reduction,
@@ -82,6 +83,7 @@ def weighted_cross_entropy(
     """
     check_reduction(reduction)
     all_kept = check_inputs(logits, target, weight, ignore_index, name="weighted_cross_entropy")
+    logits = autocast_fp32(logits)  # the weights too then stay float32
     w = None if weight is None else weight.to(logits.dtype)
     soft = is_soft(logits, target)
     if soft or label_smoothing != 0:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cdbloss.losses._common import (
+    autocast_fp32,
     check_inputs,
     check_label_smoothing,
     check_reduction,
@@ -22,15 +23,6 @@ from cdbloss.losses.base import ClassWeightedLoss
 from cdbloss.losses.registry import register_loss
 
 __all__ = ["FocalLoss", "focal_loss", "focal_matrix", "focal_term"]
-
-
-def _fp32(logits: Tensor) -> Tensor:
-    """Half-precision logits as float32 under autocast (the CE-family's fp32 maths)."""
-    if logits.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(
-        logits.device.type
-    ):
-        return logits.float()
-    return logits
 
 
 def _focal_weight(logp: Tensor, gamma: float) -> Tensor:
@@ -123,7 +115,7 @@ def focal_loss(
     _check_gamma(gamma)
     check_reduction(reduction)
     all_kept = check_inputs(logits, target, alpha, ignore_index, name="focal_loss")
-    logits = _fp32(logits)
+    logits = autocast_fp32(logits)
     soft = is_soft(logits, target)
     if not soft and label_smoothing == 0:
         per_sample = focal_term(logits, target, gamma, ignore_index)
