@@ -8,7 +8,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from cdbloss.cdb import PAPER_RULE, CDBWeighting
+from cdbloss.cdb import (
+    PAPER_RULE,
+    CDBWeighting,
+    allow_missing_settings,
+    check_settings,
+    settings_state,
+)
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.losses._common import class_bias, is_soft
 from cdbloss.losses.base import ClassWeightedLoss
@@ -216,6 +222,24 @@ class CDBLoss(ClassWeightedLoss):
                     "per class) for the prior log n_c"
                 )
             self.register_buffer("log_prior", log_prior(class_counts, num_classes).float())
+        self.register_load_state_dict_post_hook(allow_missing_settings)
+
+    def settings(self) -> dict[str, Any]:
+        """The loss's own settings saved in ``state_dict()`` (the weighting saves its own)."""
+        return {
+            "num_classes": self.num_classes,
+            "base": self.base,
+            "gamma": self.gamma,
+            "reduction": self.reduction,
+            "ignore_index": self.ignore_index,
+            "label_smoothing": self.label_smoothing,
+        }
+
+    def get_extra_state(self) -> Tensor:
+        return settings_state(self.settings())
+
+    def set_extra_state(self, state: Any) -> None:
+        check_settings(state, self.settings(), "CDB loss")
 
     # the weighting's settings and state, read through the loss
     @property
