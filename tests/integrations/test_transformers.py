@@ -70,6 +70,16 @@ class Classifier(nn.Module):
         return {"logits": self.net(x)}
 
 
+class OwnLossClassifier(Classifier):
+    """Returns its own cross-entropy, as a transformers model given labels does."""
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        out = super().forward(x)
+        if labels is not None:
+            out["loss"] = nn.functional.cross_entropy(out["logits"], labels)
+        return out
+
+
 def per_class_accuracy(model: Classifier, data: Blobs) -> Tensor:
     with torch.no_grad():
         pred = model.net(data.x).argmax(1)
@@ -124,13 +134,14 @@ def make_trainer(
     eval_dataset: Any,
     extra: list[TrainerCallback] | None = None,
     wire_metrics: bool = True,
+    wire_loss: bool = True,
 ) -> Trainer:
     return Trainer(
-        model=Classifier(cb.loss),
+        model=Classifier(cb.loss) if wire_loss else OwnLossClassifier(cb.loss),
         args=args,
         train_dataset=Blobs((240, 60, 20), seed=0),
         eval_dataset=eval_dataset,
-        compute_loss_func=cb.compute_loss,
+        compute_loss_func=cb.compute_loss if wire_loss else None,
         compute_metrics=cb.compute_metrics if wire_metrics else None,
         preprocess_logits_for_metrics=cb.preprocess_logits_for_metrics if wire_metrics else None,
         callbacks=[cb, *(extra or [])],
@@ -225,6 +236,18 @@ def test_missing_compute_metrics_wiring_is_an_error(tmp_path: Path) -> None:
     trainer = make_trainer(cb, train_args(tmp_path, num_train_epochs=1), val, wire_metrics=False)
     with pytest.raises(RuntimeError, match=r"compute_metrics=cb\.compute_metrics"):
         run(trainer)
+
+
+def test_missing_compute_loss_wiring_stops_before_the_first_step(tmp_path: Path) -> None:
+    cb = CDBTrainerCallback(PaperCDBLoss(num_classes=C))
+    val = Blobs((60, 30, 30), seed=1)
+    trainer = make_trainer(cb, train_args(tmp_path, num_train_epochs=1), val, wire_loss=False)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(RuntimeError, match=r"compute_loss_func=cb\.compute_loss"):
+        run(trainer)
+    after = list(trainer.model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))  # no step taken
+    assert trainer.state.global_step == 0
 
 
 def test_compute_loss_scaling_and_errors() -> None:
