@@ -270,7 +270,7 @@ class CDBWeighting(nn.Module):
         self.register_buffer("swing_run", torch.tensor(0, dtype=torch.int64))
         self.register_buffer("warned", torch.tensor(False))
         self.train_counts = ClassDifficulty(c) if self.source == "train" else None
-        self.register_load_state_dict_post_hook(allow_missing_settings)
+        self.register_load_state_dict_post_hook(allow_missing_settings)  # type: ignore[no-untyped-call]
 
     # ------------------------------------------------------------------ settings
 
@@ -295,12 +295,12 @@ class CDBWeighting(nn.Module):
         kept = {id(getattr(self, name)) for name in _AVERAGING_STATE}
 
         def keep_dtype(t: Tensor) -> Tensor:
-            out = fn(t)
+            out: Tensor = fn(t)
             if id(t) in kept and out.dtype != t.dtype:
                 return t.to(device=out.device)
             return out
 
-        super()._apply(keep_dtype, recurse)
+        super()._apply(keep_dtype, recurse)  # type: ignore[no-untyped-call]
         return self
 
     def options(self) -> dict[str, Any]:

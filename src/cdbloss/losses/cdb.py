@@ -222,7 +222,7 @@ class CDBLoss(ClassWeightedLoss):
                     "per class) for the prior log n_c"
                 )
             self.register_buffer("log_prior", log_prior(class_counts, num_classes).float())
-        self.register_load_state_dict_post_hook(allow_missing_settings)
+        self.register_load_state_dict_post_hook(allow_missing_settings)  # type: ignore[no-untyped-call]
 
     def settings(self) -> dict[str, Any]:
         """The loss's own settings saved in ``state_dict()`` (the weighting saves its own)."""
