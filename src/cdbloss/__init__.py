@@ -11,7 +11,7 @@ Five lines in your own loop::
 
 from __future__ import annotations
 
-from cdbloss.cdb import CDBWeighting, SwingWarning
+from cdbloss.cdb import CDBWeighting, EmptyTrackerWarning, SwingWarning
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.losses import (
     LOSSES,
@@ -60,6 +60,7 @@ __all__ = [
     "ClassBalancedLoss",
     "ClassDifficulty",
     "CrossEntropyLoss",
+    "EmptyTrackerWarning",
     "EqualizationLoss",
     "FocalLoss",
     "InverseFrequencyLoss",

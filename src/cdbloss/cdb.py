@@ -34,6 +34,7 @@ by more than half the largest weight, up then down (or down then up), in
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from typing import Any, Literal
@@ -52,7 +53,14 @@ from cdbloss.weighting import (
     resolve_tau,
 )
 
-__all__ = ["PAPER_RULE", "SOURCES", "CDBWeighting", "SwingWarning"]
+__all__ = [
+    "PAPER_RULE",
+    "SETTINGS",
+    "SOURCES",
+    "CDBWeighting",
+    "EmptyTrackerWarning",
+    "SwingWarning",
+]
 
 #: The paper's rule (Eq. 2-4 as written): every weighting setting at the value the paper uses.
 PAPER_RULE: dict[str, Any] = {
@@ -83,6 +91,52 @@ _SWING_JUMP = 0.5
 
 class SwingWarning(UserWarning):
     """The CDB weights swing between classes from one update to the next."""
+
+
+#: float64 buffers that a dtype cast (``.half()``) leaves alone
+_AVERAGING_STATE: tuple[str, ...] = ("accuracy", "tau_value", "prev_rel")
+
+
+class EmptyTrackerWarning(UserWarning):
+    """A CDB update read a tracker that counted no validation sample."""
+
+
+#: the constructor settings a state_dict carries (a load into other settings is refused)
+SETTINGS: tuple[str, ...] = (
+    "num_classes",
+    *PAPER_RULE,
+    "swing_patience",
+)
+
+
+def settings_state(settings: dict[str, Any]) -> Tensor:
+    """Settings as a ``uint8`` tensor of their JSON, so safetensors files can hold them too."""
+    return torch.tensor(list(json.dumps(settings, sort_keys=True).encode()), dtype=torch.uint8)
+
+
+def check_settings(saved: Any, mine: dict[str, Any], what: str) -> None:
+    """Refuse a checkpoint whose settings differ from this module's, naming each difference."""
+    if isinstance(saved, Tensor) and saved.dtype == torch.uint8:
+        saved = {"settings": json.loads(bytes(saved.tolist()).decode())}
+    if not isinstance(saved, dict) or "settings" not in saved:
+        return  # not ours (or an older checkpoint without settings): nothing to compare
+    theirs = saved["settings"]
+    # through JSON a tuple becomes a list: compare the JSON forms
+    mine = json.loads(json.dumps(mine))
+    diff = {k: (theirs[k], mine[k]) for k in mine if k in theirs and theirs[k] != mine[k]}
+    if diff:
+        named = ", ".join(f"{k}: checkpoint {a!r} != this {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"the {what} state was saved with other settings ({named}); build the {what} "
+            "with the checkpoint's settings to load it"
+        )
+
+
+def allow_missing_settings(module: nn.Module, incompatible: Any) -> None:
+    """Post-load hook: a checkpoint written before settings were saved still loads."""
+    missing = incompatible.missing_keys
+    for key in [k for k in missing if k.endswith("_extra_state")]:
+        missing.remove(key)
 
 
 def _check_real(value: Any, name: str, *, low: float, strict: bool) -> float:
@@ -216,8 +270,38 @@ class CDBWeighting(nn.Module):
         self.register_buffer("swing_run", torch.tensor(0, dtype=torch.int64))
         self.register_buffer("warned", torch.tensor(False))
         self.train_counts = ClassDifficulty(c) if self.source == "train" else None
+        self.register_load_state_dict_post_hook(allow_missing_settings)  # type: ignore[no-untyped-call]
 
     # ------------------------------------------------------------------ settings
+
+    def settings(self) -> dict[str, Any]:
+        """Every constructor setting (:data:`SETTINGS`), as saved in ``state_dict()``."""
+        return {k: getattr(self, k) for k in SETTINGS}
+
+    def get_extra_state(self) -> Tensor:
+        return settings_state(self.settings())
+
+    def set_extra_state(self, state: Any) -> None:
+        check_settings(state, self.settings(), "CDB weighting")
+
+    def _apply(self, fn: Any, recurse: bool = True) -> CDBWeighting:
+        """``.to(device)`` moves the state; ``.half()`` leaves the averaging state float64.
+
+        The averaged accuracy, tau and the guard's relative weights
+        (:data:`_AVERAGING_STATE`) stay float64 (a half-precision average would
+        round 0.9001 to 0.8984 and carry that error into every later update);
+        the applied weights follow the module's dtype, as any buffer.
+        """
+        kept = {id(getattr(self, name)) for name in _AVERAGING_STATE}
+
+        def keep_dtype(t: Tensor) -> Tensor:
+            out: Tensor = fn(t)
+            if id(t) in kept and out.dtype != t.dtype:
+                return t.to(device=out.device)
+            return out
+
+        super()._apply(keep_dtype, recurse)  # type: ignore[no-untyped-call]
+        return self
 
     def options(self) -> dict[str, Any]:
         """The settings that differ from the paper's rule, as constructor keywords."""
@@ -249,6 +333,15 @@ class CDBWeighting(nn.Module):
                 )
             correct, total = source.counts(sync)
             correct, total = correct.cpu(), total.cpu()
+            if int(total.sum()) == 0:
+                warnings.warn(
+                    "CDB update from a ClassDifficulty tracker that counted no sample (was "
+                    "update() called in the validation loop, or reset() after it?): every "
+                    "class's accuracy is unknown (NaN), so the weights keep their average "
+                    "(uniform before the first measured pass)",
+                    EmptyTrackerWarning,
+                    stacklevel=3,
+                )
             acc = correct.double() / total.double()
             acc = torch.where(total > 0, acc, torch.full_like(acc, math.nan))
             return acc, torch.stack([correct, total])

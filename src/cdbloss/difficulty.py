@@ -31,7 +31,9 @@ class ClassDifficulty(nn.Module):
 
     Shape:
         - ``update(preds_or_logits, target)``: logits ``(N, C)`` (arg-maxed) or
-          predicted labels ``(N,)``, and target ``(N,)``.
+          predicted labels ``(N,)``, and target ``(N,)``; or spatial logits
+          ``(N, C, d1, ...)`` / labels ``(N, d1, ...)`` with target ``(N, d1, ...)``,
+          every position counted as one sample (per pixel for segmentation).
         - ``compute()``: ``(C,)`` float64 accuracy; NaN for a class with no samples.
 
     Example:
@@ -66,12 +68,14 @@ class ClassDifficulty(nn.Module):
         """Count one batch.
 
         Args:
-            preds_or_logits: logits ``(N, C)`` or integer predictions ``(N,)``.
-            target: integer labels ``(N,)`` in ``[0, C)`` (or ``ignore_index``).
+            preds_or_logits: logits ``(N, C)`` or integer predictions ``(N,)``
+                (or ``(N, C, d1, ...)`` / ``(N, d1, ...)``).
+            target: integer labels ``(N,)`` (``(N, d1, ...)``) in ``[0, C)`` (or ``ignore_index``).
         """
         c = self.num_classes
         if not isinstance(preds_or_logits, Tensor) or not isinstance(target, Tensor):
             raise ValueError("update() expects tensors (preds or logits, target)")
+        preds_or_logits, target = self._per_position(preds_or_logits, target)
         if target.dim() != 1 or target.is_floating_point() or target.dtype == torch.bool:
             raise ValueError(
                 f"target must be an integer tensor of shape (N,), got dtype {target.dtype} "
@@ -110,6 +114,33 @@ class ClassDifficulty(nn.Module):
                 raise ValueError(f"target values must lie in [0, {c}), got {bad}")
         self.total += torch.bincount(target, minlength=c)[:c]
         self.correct += torch.bincount(target[preds == target], minlength=c)[:c]
+
+    def _per_position(self, preds_or_logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Spatial input as rows: every position of ``(N, d1, ...)`` is one counted sample.
+
+        Logits ``(N, C, d1, ...)`` become ``(N * d1 * ..., C)``, predictions
+        ``(N, d1, ...)`` and the target ``(N * d1 * ...,)``; other shapes pass unchanged.
+        """
+        if target.dim() < 2:
+            return preds_or_logits, target
+        spatial = tuple(target.shape)
+        if preds_or_logits.dim() == target.dim() + 1:
+            if preds_or_logits.shape[1] != self.num_classes or (
+                (preds_or_logits.shape[0], *preds_or_logits.shape[2:]) != spatial
+            ):
+                raise ValueError(
+                    f"logits must have shape (N, C, d1, ...) = ({spatial[0]}, {self.num_classes}"
+                    f", {', '.join(map(str, spatial[1:]))}) to match target {spatial}, got "
+                    f"{tuple(preds_or_logits.shape)}"
+                )
+            rows = preds_or_logits.movedim(1, -1).reshape(-1, self.num_classes)
+            return rows, target.reshape(-1)
+        if preds_or_logits.shape == target.shape:
+            return preds_or_logits.reshape(-1), target.reshape(-1)
+        raise ValueError(
+            f"expected logits (N, C, d1, ...) or predicted labels (N, d1, ...) for target "
+            f"{spatial}, got shape {tuple(preds_or_logits.shape)}"
+        )
 
     def counts(self, sync: bool = True) -> tuple[Tensor, Tensor]:
         """``(correct, total)`` as ``int64 (C,)``, summed over ranks when ``sync``.

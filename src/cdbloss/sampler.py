@@ -92,6 +92,14 @@ class CDBSampler(Sampler[int]):
         [3]
     """
 
+    def __repr__(self) -> str:
+        ddp = f", rank={self.rank}/{self.num_replicas}" if self.num_replicas > 1 else ""
+        return (
+            f"{type(self).__name__}(num_classes={self.num_classes}, "
+            f"num_samples={self.num_samples}, seed={self.seed}, epoch={self.epoch}{ddp}, "
+            f"weighting=CDBWeighting({self.weighting.extra_repr()}))"
+        )
+
     def __init__(
         self,
         targets: Sequence[int] | Tensor | Any,

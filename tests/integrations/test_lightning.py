@@ -19,6 +19,7 @@ pl = pytest.importorskip("lightning.pytorch")
 from cdbloss import CDBLoss, cdb_weights  # noqa: E402
 from cdbloss.cdb import PAPER_RULE  # noqa: E402
 from cdbloss.integrations.lightning import CDBCallback  # noqa: E402
+from tests.docs_blocks import example, matching, printed  # noqa: E402
 from tests.processes import run_group  # noqa: E402
 
 # the paper's rule (these tests check its formulas; the recipe defaults have their own tests)
@@ -250,22 +251,17 @@ def test_nested_loss_attr_and_non_submodule_warning() -> None:
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
 
 
-def doc_example(name: str) -> str:
-    """The python block after ``<!-- example: name -->`` in docs/integrations.md."""
-    text = DOCS.read_text(encoding="utf-8")
-    marker = f"<!-- example: {name} -->\n```python\n"
-    start = text.index(marker) + len(marker)
-    return text[start : text.index("```", start)]
-
-
 def test_docs_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exec(compile(doc_example("lightning"), str(DOCS), "exec"), namespace)
-    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
-    assert len(printed) == 4  # one update per epoch, none from the sanity check
+        exec(compile(example(DOCS, "lightning"), str(DOCS), "exec"), namespace)
+    out = capsys.readouterr().out
+    # every line the page says the example prints, as it prints it
+    assert matching(out, printed(DOCS, "lightning")) == printed(DOCS, "lightning")
+    printed_epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(printed_epochs) == 4  # one update per epoch, none from the sanity check
     loss = namespace["module"].loss_fn
     torch.testing.assert_close(
         loss.weight,

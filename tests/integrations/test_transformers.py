@@ -30,6 +30,7 @@ from transformers import (  # noqa: E402
 from cdbloss import CDBLoss, cdb_weights  # noqa: E402
 from cdbloss.cdb import PAPER_RULE  # noqa: E402
 from cdbloss.integrations.transformers import CDBTrainerCallback  # noqa: E402
+from tests.docs_blocks import example, matching, printed  # noqa: E402
 
 # the paper's rule (these tests check its formulas; the recipe defaults have their own tests)
 PaperCDBLoss = functools.partial(CDBLoss, **PAPER_RULE)
@@ -68,6 +69,16 @@ class Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return {"logits": self.net(x)}
+
+
+class OwnLossClassifier(Classifier):
+    """Returns its own cross-entropy, as a transformers model given labels does."""
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        out = super().forward(x)
+        if labels is not None:
+            out["loss"] = nn.functional.cross_entropy(out["logits"], labels)
+        return out
 
 
 def per_class_accuracy(model: Classifier, data: Blobs) -> Tensor:
@@ -124,13 +135,14 @@ def make_trainer(
     eval_dataset: Any,
     extra: list[TrainerCallback] | None = None,
     wire_metrics: bool = True,
+    wire_loss: bool = True,
 ) -> Trainer:
     return Trainer(
-        model=Classifier(cb.loss),
+        model=Classifier(cb.loss) if wire_loss else OwnLossClassifier(cb.loss),
         args=args,
         train_dataset=Blobs((240, 60, 20), seed=0),
         eval_dataset=eval_dataset,
-        compute_loss_func=cb.compute_loss,
+        compute_loss_func=cb.compute_loss if wire_loss else None,
         compute_metrics=cb.compute_metrics if wire_metrics else None,
         preprocess_logits_for_metrics=cb.preprocess_logits_for_metrics if wire_metrics else None,
         callbacks=[cb, *(extra or [])],
@@ -225,6 +237,18 @@ def test_missing_compute_metrics_wiring_is_an_error(tmp_path: Path) -> None:
     trainer = make_trainer(cb, train_args(tmp_path, num_train_epochs=1), val, wire_metrics=False)
     with pytest.raises(RuntimeError, match=r"compute_metrics=cb\.compute_metrics"):
         run(trainer)
+
+
+def test_missing_compute_loss_wiring_stops_before_the_first_step(tmp_path: Path) -> None:
+    cb = CDBTrainerCallback(PaperCDBLoss(num_classes=C))
+    val = Blobs((60, 30, 30), seed=1)
+    trainer = make_trainer(cb, train_args(tmp_path, num_train_epochs=1), val, wire_loss=False)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(RuntimeError, match=r"compute_loss_func=cb\.compute_loss"):
+        run(trainer)
+    after = list(trainer.model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))  # no step taken
+    assert trainer.state.global_step == 0
 
 
 def test_compute_loss_scaling_and_errors() -> None:
@@ -371,22 +395,17 @@ def test_hf_model_from_config_and_resume_restores_weights(tmp_path: Path) -> Non
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
 
 
-def doc_example(name: str) -> str:
-    """The python block after ``<!-- example: name -->`` in docs/integrations.md."""
-    text = DOCS.read_text(encoding="utf-8")
-    marker = f"<!-- example: {name} -->\n```python\n"
-    start = text.index(marker) + len(marker)
-    return text[start : text.index("```", start)]
-
-
 def test_docs_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exec(compile(doc_example("transformers"), str(DOCS), "exec"), namespace)
-    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
-    assert len(printed) == 4  # one evaluation per epoch
+        exec(compile(example(DOCS, "transformers"), str(DOCS), "exec"), namespace)
+    out = capsys.readouterr().out
+    # every line the page says the example prints, as it prints it
+    assert matching(out, printed(DOCS, "transformers")) == printed(DOCS, "transformers")
+    printed_epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(printed_epochs) == 4  # one evaluation per epoch
     cb = namespace["cb"]
     assert cb.accuracy is not None
     torch.testing.assert_close(

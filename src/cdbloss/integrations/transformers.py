@@ -7,7 +7,9 @@ padding duplicates of distributed sampling removed, to ``compute_metrics``.
 ``Trainer`` and is itself the callback:
 
 - ``compute_loss_func=cb.compute_loss``: the :class:`~cdbloss.CDBLoss` on the
-  model's ``logits`` (the model returns a dict or ``ModelOutput``);
+  model's ``logits`` (the model returns a dict or ``ModelOutput``); without it
+  training stops before the first optimizer step with a ``RuntimeError``
+  (the ``Trainer`` would train with the model's own loss);
 - ``compute_metrics=cb.compute_metrics``: counts per-class correct / total
   predictions into a :class:`~cdbloss.ClassDifficulty` and returns per-class
   accuracy, the resulting weights and tau as metrics;
@@ -137,6 +139,8 @@ class CDBTrainerCallback(TrainerCallback):
         self.accuracy: Tensor | None = None
         self._pending: ClassDifficulty | None = None
         self._in_train = False
+        self._loss_calls = 0  # compute_loss calls since train began
+        self._loss_checked = False
 
     # -- functions handed to the Trainer ---------------------------------------------------
 
@@ -185,6 +189,7 @@ class CDBTrainerCallback(TrainerCallback):
                 "declare them) and keep them in the dataset's items"
             )
         logits = self._logits(outputs)
+        self._loss_calls += 1
         if self.loss.weight.device != logits.device:
             self.loss.to(logits.device)
         value: Tensor = self.loss(logits, labels)
@@ -261,7 +266,45 @@ class CDBTrainerCallback(TrainerCallback):
     ) -> None:
         self._in_train = True
         self._pending = None
+        self._loss_calls = 0
+        self._loss_checked = False
         self.tracker.reset()
+
+    def _check_loss_wired(self) -> None:
+        """Refuse to train when the ``Trainer`` does not train with this callback's loss.
+
+        Without ``compute_loss_func=cb.compute_loss`` the ``Trainer`` trains
+        with the model's own loss while this callback would still set and log
+        CDB weights that nothing uses. Checked before the first optimizer step.
+        """
+        if self._loss_checked or not self._in_train:
+            return
+        self._loss_checked = True
+        if self._loss_calls == 0:
+            raise RuntimeError(
+                "CDBTrainerCallback: the Trainer computed its first training loss without "
+                "cb.compute_loss, so it trains with the model's own loss and the CDB "
+                "weights would change nothing; pass compute_loss_func=cb.compute_loss to "
+                "Trainer(...)"
+            )
+
+    def on_pre_optimizer_step(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        self._check_loss_wired()
+
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        self._check_loss_wired()  # for a transformers without on_pre_optimizer_step
 
     def on_train_end(
         self,

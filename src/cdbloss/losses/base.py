@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cdbloss.losses._common import check_reduction
+from cdbloss.losses._common import check_label_smoothing, check_reduction, host_checks
 
 __all__ = ["ClassWeightedLoss", "counts_tensor"]
 
@@ -28,7 +28,7 @@ def counts_tensor(class_counts: Sequence[int] | Tensor, num_classes: int) -> Ten
 
 
 class ClassWeightedLoss(nn.Module):
-    """A loss over ``logits (N, C)`` and ``target (N,)`` with per-class weights ``weight``.
+    r"""A loss over ``logits (N, C)`` and ``target (N,)`` with per-class weights ``weight``.
 
     Every loss module of :mod:`cdbloss.losses` derives from it. The current
     weights are ``weight`` (``(C,)`` float32): a registered buffer of the loss
@@ -45,6 +45,13 @@ class ClassWeightedLoss(nn.Module):
         ignore_index: targets equal to it contribute nothing.
         weight_buffer: register the ``weight`` buffer (``False``: the subclass
             provides ``weight``, and ``weight`` must be ``None``).
+        label_smoothing: :math:`\varepsilon` in ``[0, 1]``, as
+            ``nn.CrossEntropyLoss(label_smoothing=...)``.
+
+    Shape (as ``nn.CrossEntropyLoss``, where the loss has a meaning for it; see
+    the table in docs/losses.md): logits ``(N, C)`` or ``(N, C, d1, ...)``;
+    target ``(N,)`` / ``(N, d1, ...)`` class indices, or class probabilities of
+    the logits' shape.
     """
 
     weight: Tensor
@@ -57,6 +64,7 @@ class ClassWeightedLoss(nn.Module):
         ignore_index: int = -100,
         *,
         weight_buffer: bool = True,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -65,6 +73,7 @@ class ClassWeightedLoss(nn.Module):
         self.num_classes = num_classes
         self.reduction = reduction
         self.ignore_index = ignore_index
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         if weight_buffer:
             init = torch.ones(num_classes) if weight is None else self._checked_weight(weight)
             self.register_buffer("weight", init.to(torch.float32).clone())
@@ -81,8 +90,12 @@ class ClassWeightedLoss(nn.Module):
         The cache key is the buffer's identity and its in-place version counter,
         so ``update_weights``, ``load_state_dict``, ``.to()`` and direct in-place
         edits all invalidate it. On accelerators this costs one host sync per
-        change of the weights, not one per step.
+        change of the weights, not one per step. While ``torch.compile`` traces
+        or a ``torch.func`` transform runs it answers ``False`` without a host
+        read (the reductions are then NaN-free whatever the weights).
         """
+        if not host_checks():
+            return False
         w = self.weight
         key = (id(w), w._version)
         if key != self._positive_key:
@@ -105,4 +118,5 @@ class ClassWeightedLoss(nn.Module):
         self.weight.copy_(self._checked_weight(weight).to(self.weight))
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, reduction={self.reduction!r}"
+        smooth = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"num_classes={self.num_classes}, reduction={self.reduction!r}{smooth}"

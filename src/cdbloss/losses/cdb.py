@@ -8,8 +8,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from cdbloss.cdb import PAPER_RULE, CDBWeighting
+from cdbloss.cdb import (
+    PAPER_RULE,
+    CDBWeighting,
+    allow_missing_settings,
+    check_settings,
+    settings_state,
+)
 from cdbloss.difficulty import ClassDifficulty
+from cdbloss.losses._common import class_bias, is_soft
 from cdbloss.losses.base import ClassWeightedLoss
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.focal import _check_gamma, focal_loss
@@ -35,6 +42,7 @@ def cdb_loss(
     ignore_index: int = -100,
     *,
     weight_positive: bool | None = None,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""CDB loss for given class weights (from :func:`cdbloss.cdb_weights`).
 
@@ -55,13 +63,24 @@ def cdb_loss(
             the authors' CIFAR code), ``"sum"`` or ``"none"``.
         weight_positive: performance hint for ``base="ce"``, see
             :func:`~cdbloss.losses.cross_entropy.weighted_cross_entropy`.
+        label_smoothing: :math:`\varepsilon` in ``[0, 1]``.
+
+    Spatial logits ``(N, C, d1, ...)`` with targets ``(N, d1, ...)`` and
+    probability targets of the logits' shape are taken as by the base loss
+    (:func:`~cdbloss.losses.weighted_cross_entropy`, :func:`~cdbloss.losses.focal_loss`).
     """
     if base == "ce":
         return weighted_cross_entropy(
-            logits, target, weight, reduction, ignore_index, weight_positive=weight_positive
+            logits,
+            target,
+            weight,
+            reduction,
+            ignore_index,
+            weight_positive=weight_positive,
+            label_smoothing=label_smoothing,
         )
     if base == "focal":
-        return focal_loss(logits, target, weight, gamma, reduction, ignore_index)
+        return focal_loss(logits, target, weight, gamma, reduction, ignore_index, label_smoothing)
     raise ValueError(f"base must be one of {BASES}, got {base!r}")
 
 
@@ -129,9 +148,13 @@ class CDBLoss(ClassWeightedLoss):
             (see :func:`cdb_loss`).
         ignore_index: targets to skip.
         class_counts: training samples per class ``(C,)``, for ``base="balanced-softmax"``.
+        label_smoothing: :math:`\varepsilon` in ``[0, 1]`` (as ``nn.CrossEntropyLoss``).
 
     Shape:
-        logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` for ``reduction="none"``.
+        logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` for ``reduction="none"``;
+        spatial logits ``(N, C, d1, ...)`` with target ``(N, d1, ...)`` (each
+        position a sample), or probability targets of the logits' shape, as
+        ``nn.CrossEntropyLoss``.
 
     Example:
         >>> import torch
@@ -163,8 +186,16 @@ class CDBLoss(ClassWeightedLoss):
         source: str = "val",
         swing_patience: int = 3,
         class_counts: Sequence[int] | Tensor | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes, None, reduction, ignore_index, weight_buffer=False)
+        super().__init__(
+            num_classes,
+            None,
+            reduction,
+            ignore_index,
+            weight_buffer=False,
+            label_smoothing=label_smoothing,
+        )
         if base not in CDB_BASES:
             raise ValueError(f"base must be one of {CDB_BASES}, got {base!r}")
         _check_gamma(gamma)
@@ -191,6 +222,24 @@ class CDBLoss(ClassWeightedLoss):
                     "per class) for the prior log n_c"
                 )
             self.register_buffer("log_prior", log_prior(class_counts, num_classes).float())
+        self.register_load_state_dict_post_hook(allow_missing_settings)  # type: ignore[no-untyped-call]
+
+    def settings(self) -> dict[str, Any]:
+        """The loss's own settings saved in ``state_dict()`` (the weighting saves its own)."""
+        return {
+            "num_classes": self.num_classes,
+            "base": self.base,
+            "gamma": self.gamma,
+            "reduction": self.reduction,
+            "ignore_index": self.ignore_index,
+            "label_smoothing": self.label_smoothing,
+        }
+
+    def get_extra_state(self) -> Tensor:
+        return settings_state(self.settings())
+
+    def set_extra_state(self, state: Any) -> None:
+        check_settings(state, self.settings(), "CDB loss")
 
     # the weighting's settings and state, read through the loss
     @property
@@ -233,13 +282,12 @@ class CDBLoss(ClassWeightedLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.weighting.source == "train" and self.training and torch.is_grad_enabled():
-            keep = target != self.ignore_index
-            self.weighting.observe(logits.detach()[keep], target[keep])
+            self._observe(logits, target)
         base = self.base
         if base == "balanced-softmax":
             base = "ce"
-            if logits.dim() == 2 and logits.shape[1] == self.num_classes:
-                logits = logits + self.log_prior.to(device=logits.device, dtype=logits.dtype)
+            if logits.dim() >= 2 and logits.shape[1] == self.num_classes:
+                logits = class_bias(logits, self.log_prior)
         return cdb_loss(
             logits,
             target,
@@ -249,7 +297,20 @@ class CDBLoss(ClassWeightedLoss):
             self.reduction,
             self.ignore_index,
             weight_positive=self.weight_positive(),
+            label_smoothing=self.label_smoothing,
         )
+
+    def _observe(self, logits: Tensor, target: Tensor) -> None:
+        """Count a training batch (``source="train"``): probability targets by their argmax."""
+        if is_soft(logits, target):
+            target = target.argmax(dim=1)
+            self.weighting.observe(logits.detach(), target)
+            return
+        if logits.dim() == 2 and target.dim() == 1:
+            keep = target != self.ignore_index
+            self.weighting.observe(logits.detach()[keep], target[keep])
+            return
+        self.weighting.observe(logits.detach(), target)  # the tracker skips ignore_index
 
     @torch.no_grad()
     def update_weights(

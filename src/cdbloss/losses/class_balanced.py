@@ -24,6 +24,7 @@ def class_balanced_loss(
     gamma: float = 2.0,
     reduction: str = "mean",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""Class-balanced loss: the base loss weighted by inverse effective numbers.
 
@@ -38,8 +39,17 @@ def class_balanced_loss(
         beta: in ``[0, 1)``; Cui et al. use 0.9, 0.99, 0.999, 0.9999.
         base: ``"ce"`` or ``"focal"``; gamma: focal exponent.
     """
-    weight = class_balanced_weights(counts_tensor(class_counts, logits.shape[-1]), beta=beta)
-    return cdb_loss(logits, target, weight.to(logits.device), base, gamma, reduction, ignore_index)
+    weight = class_balanced_weights(counts_tensor(class_counts, logits.shape[1]), beta=beta)
+    return cdb_loss(
+        logits,
+        target,
+        weight.to(logits.device),
+        base,
+        gamma,
+        reduction,
+        ignore_index,
+        label_smoothing=label_smoothing,
+    )
 
 
 @register_loss("cb-ce", description="class-balanced CE (Cui et al. 2019)", base="ce")
@@ -59,12 +69,15 @@ class ClassBalancedLoss(ClassWeightedLoss):
         gamma: float = 2.0,
         reduction: str = "mean",
         ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> None:
         if base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {base!r}")
         _check_gamma(gamma)
         weight = class_balanced_weights(counts_tensor(class_counts, num_classes), beta=beta)
-        super().__init__(num_classes, weight, reduction, ignore_index)
+        super().__init__(
+            num_classes, weight, reduction, ignore_index, label_smoothing=label_smoothing
+        )
         self.base = base
         self.gamma = float(gamma)
         self.beta = beta
@@ -79,4 +92,5 @@ class ClassBalancedLoss(ClassWeightedLoss):
             self.reduction,
             self.ignore_index,
             weight_positive=self.weight_positive(),
+            label_smoothing=self.label_smoothing,
         )

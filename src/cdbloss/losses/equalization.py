@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from cdbloss.losses._common import check_inputs
+from cdbloss.losses._common import check_inputs, refuse_soft, spatial
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.registry import register_loss
@@ -64,14 +64,25 @@ def equalization_loss(
             ``gamma=1`` removes tail negatives deterministically.
         generator: random generator for :math:`\beta` (default: torch's global RNG).
         weight: optional ``(C,)`` class weights.
+
+    Spatial logits ``(N, C, d1, ...)`` count each position as a sample.
+    Probability targets and label smoothing are refused: which logits are
+    dropped depends on the one target class (and a smoothed target would put
+    mass on a dropped class, an infinite loss).
     """
-    check_inputs(logits, target, weight, ignore_index, name="equalization_loss")
     if not (0.0 <= gamma <= 1.0) or not math.isfinite(gamma):
         raise ValueError(f"gamma must be a probability in [0, 1], got {gamma!r}")
+    if not isinstance(logits, Tensor) or logits.dim() < 2:
+        check_inputs(logits, target, weight, ignore_index, name="equalization_loss")
     tail = tail_mask(counts_tensor(class_counts, logits.shape[1]), threshold).to(logits.device)
     return _seql(logits, target, tail, gamma, generator, weight, reduction, ignore_index)
 
 
+#: why EQL takes class indices only
+_EQL_INDEX = "EQL drops the tail classes' negative logits, which needs the one target class"
+
+
+@spatial
 def _seql(
     logits: Tensor,
     target: Tensor,
@@ -82,6 +93,8 @@ def _seql(
     reduction: str,
     ignore_index: int,
 ) -> Tensor:
+    refuse_soft(logits, target, "equalization_loss", _EQL_INDEX)
+    check_inputs(logits, target, weight, ignore_index, name="equalization_loss")
     n, c = logits.shape
     safe_target = torch.where(target != ignore_index, target, torch.zeros_like(target))
     is_target = torch.zeros(n, c, dtype=torch.bool, device=logits.device)
@@ -116,8 +129,14 @@ class EqualizationLoss(ClassWeightedLoss):
         gamma: float = 0.9,
         reduction: str = "mean",
         ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(num_classes, None, reduction, ignore_index)
+        if label_smoothing != 0:
+            raise ValueError(
+                f"EqualizationLoss does not take label_smoothing (got {label_smoothing!r}): "
+                f"{_EQL_INDEX}, and a smoothed target on a dropped class has infinite loss"
+            )
         if not (0.0 <= gamma <= 1.0) or not math.isfinite(gamma):
             raise ValueError(f"gamma must be a probability in [0, 1], got {gamma!r}")
         self.register_buffer("tail", tail_mask(counts_tensor(class_counts, num_classes), threshold))
@@ -125,7 +144,6 @@ class EqualizationLoss(ClassWeightedLoss):
         self.threshold, self.gamma = threshold, float(gamma)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        check_inputs(logits, target, self.weight, self.ignore_index, name="EqualizationLoss")
         return _seql(
             logits,
             target,

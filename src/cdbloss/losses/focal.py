@@ -8,11 +8,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cdbloss.losses._common import check_inputs, check_reduction, reduce_weighted
+from cdbloss.losses._common import (
+    autocast_fp32,
+    check_inputs,
+    check_label_smoothing,
+    check_reduction,
+    is_soft,
+    reduce_rows,
+    reduce_weighted,
+    soft_targets,
+    spatial,
+)
 from cdbloss.losses.base import ClassWeightedLoss
 from cdbloss.losses.registry import register_loss
 
-__all__ = ["FocalLoss", "focal_loss", "focal_term"]
+__all__ = ["FocalLoss", "focal_loss", "focal_matrix", "focal_term"]
+
+
+def _focal_weight(logp: Tensor, gamma: float) -> Tensor:
+    r""":math:`(1 - p)^\gamma` from ``log p`` (exact near ``p = 1``, finite gradient at 0)."""
+    one_minus_p = -torch.expm1(logp)  # 1 - p in [0, 1]
+    if gamma < 1:
+        one_minus_p = one_minus_p.clamp_min(torch.finfo(logp.dtype).tiny)
+    return one_minus_p.pow(gamma)
 
 
 def _check_gamma(gamma: float) -> None:
@@ -35,13 +53,25 @@ def focal_term(logits: Tensor, target: Tensor, gamma: float, ignore_index: int =
     logp = F.log_softmax(logits, dim=1).gather(1, safe_target.unsqueeze(1)).squeeze(1)  # (N,)
     loss = -logp
     if gamma != 0:
-        one_minus_p = -torch.expm1(logp)  # (N,) 1 - p_y in [0, 1]
-        if gamma < 1:
-            one_minus_p = one_minus_p.clamp_min(torch.finfo(logits.dtype).tiny)
-        loss = one_minus_p.pow(gamma) * loss
+        loss = _focal_weight(logp, gamma) * loss
     return torch.where(keep, loss, torch.zeros_like(loss))
 
 
+def focal_matrix(logits: Tensor, gamma: float) -> Tensor:
+    r"""The focal term of every class ``(N, C)``: :math:`-(1 - p_{ic})^\gamma \log p_{ic}`.
+
+    What probability targets and label smoothing weigh: :math:`\ell_i = \sum_c
+    w_c\, t_{ic}\, (-(1 - p_{ic})^\gamma \log p_{ic})` for a target distribution
+    :math:`t_i`; with ``gamma=0`` this is ``F.cross_entropy`` with the same targets.
+    """
+    logp = F.log_softmax(logits, dim=1)  # (N, C)
+    loss = -logp
+    if gamma != 0:
+        loss = _focal_weight(logp, gamma) * loss
+    return loss
+
+
+@spatial
 def focal_loss(
     logits: Tensor,
     target: Tensor,
@@ -49,6 +79,7 @@ def focal_loss(
     gamma: float = 2.0,
     reduction: str = "mean",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""Softmax focal loss with per-class :math:`\alpha`.
 
@@ -59,11 +90,21 @@ def focal_loss(
     divided by :math:`\sum_i \alpha_{y_i}` (by ``N`` when ``alpha`` is None), the
     meaning every loss in this package gives ``"mean"``.
 
+    Probability targets :math:`t` (the logits' shape) and label smoothing
+    :math:`\varepsilon` (:math:`t = (1-\varepsilon)\,\text{onehot}(y) + \varepsilon/C`)
+    use :func:`focal_matrix`: :math:`\ell_i = \sum_c \alpha_c t_{ic}
+    (-(1 - p_{ic})^\gamma \log p_{ic})`, reduced as ``F.cross_entropy`` reduces
+    (``gamma=0`` equals it). Spatial logits ``(N, C, d1, ...)`` count each
+    position as a sample. Half-precision logits under autocast are computed in
+    float32.
+
     Args:
-        logits: ``(N, C)``; target: ``(N,)`` int64.
+        logits: ``(N, C)`` or ``(N, C, d1, ...)``; target: ``(N,)`` /
+            ``(N, d1, ...)`` int64, or probabilities of the logits' shape.
         alpha: ``(C,)`` per-class weights or ``None``.
         gamma: focusing parameter ``>= 0``.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` | ``"sample_mean"``.
+        label_smoothing: :math:`\varepsilon` in ``[0, 1]``.
 
     Example:
         >>> import torch
@@ -74,8 +115,24 @@ def focal_loss(
     _check_gamma(gamma)
     check_reduction(reduction)
     all_kept = check_inputs(logits, target, alpha, ignore_index, name="focal_loss")
-    per_sample = focal_term(logits, target, gamma, ignore_index)
-    return reduce_weighted(per_sample, target, alpha, reduction, ignore_index, all_kept)
+    logits = autocast_fp32(logits)
+    soft = is_soft(logits, target)
+    if not soft and label_smoothing == 0:
+        per_sample = focal_term(logits, target, gamma, ignore_index)
+        return reduce_weighted(per_sample, target, alpha, reduction, ignore_index, all_kept)
+    smoothing = check_label_smoothing(label_smoothing)
+    c = logits.shape[1]
+    if soft:
+        probs = target.to(logits.dtype)
+        if smoothing:
+            probs = probs * (1.0 - smoothing) + smoothing / c
+    else:
+        probs = soft_targets(target, c, smoothing, ignore_index, logits.dtype)
+    if alpha is not None:
+        probs = probs * alpha.to(logits.dtype)
+    per_sample = (probs * focal_matrix(logits, gamma)).sum(dim=1)  # (N,)
+    w = None if alpha is None else alpha.to(logits.dtype)
+    return reduce_rows(per_sample, target, w, reduction, ignore_index, soft)
 
 
 @register_loss("focal", description="softmax focal loss (Lin et al. 2017)")
@@ -92,14 +149,23 @@ class FocalLoss(ClassWeightedLoss):
         alpha: Tensor | None = None,
         reduction: str = "mean",
         ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> None:
         _check_gamma(gamma)
-        super().__init__(num_classes, alpha, reduction, ignore_index)
+        super().__init__(
+            num_classes, alpha, reduction, ignore_index, label_smoothing=label_smoothing
+        )
         self.gamma = float(gamma)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return focal_loss(
-            logits, target, self.weight, self.gamma, self.reduction, self.ignore_index
+            logits,
+            target,
+            self.weight,
+            self.gamma,
+            self.reduction,
+            self.ignore_index,
+            self.label_smoothing,
         )
 
     def extra_repr(self) -> str:

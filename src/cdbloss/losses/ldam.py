@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from cdbloss.losses._common import check_inputs
+from cdbloss.losses._common import check_inputs, refuse_soft, spatial
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.registry import register_loss
@@ -55,6 +55,7 @@ def drw_weights(
     return class_balanced_weights(counts, beta=beta)
 
 
+@spatial
 def ldam_loss(
     logits: Tensor,
     target: Tensor,
@@ -63,6 +64,7 @@ def ldam_loss(
     weight: Tensor | None = None,
     reduction: str = "mean",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""LDAM: cross-entropy after subtracting the class margin from the target logit and scaling.
 
@@ -78,7 +80,12 @@ def ldam_loss(
         margins: ``(C,)`` from :func:`ldam_margins`.
         scale: ``s > 0``.
         weight: optional ``(C,)`` class weights (DRW).
+        label_smoothing: :math:`\varepsilon` of the cross-entropy on the shifted logits.
+
+    Spatial logits ``(N, C, d1, ...)`` count each position as a sample.
+    Probability targets are refused: the margin belongs to one target class.
     """
+    refuse_soft(logits, target, "ldam_loss", "LDAM subtracts the margin of the one target class")
     check_inputs(logits, target, weight, ignore_index, name="ldam_loss")
     if margins.dim() != 1 or margins.shape[0] != logits.shape[1]:
         raise ValueError(
@@ -91,7 +98,9 @@ def ldam_loss(
     m = margins.to(device=logits.device, dtype=logits.dtype)[safe_target] * keep  # (N,)
     onehot = torch.zeros_like(logits).scatter_(1, safe_target.unsqueeze(1), 1.0)  # (N, C)
     shifted = scale * (logits - onehot * m.unsqueeze(1))  # (N, C)
-    return weighted_cross_entropy(shifted, target, weight, reduction, ignore_index)
+    return weighted_cross_entropy(
+        shifted, target, weight, reduction, ignore_index, label_smoothing=label_smoothing
+    )
 
 
 @register_loss("ldam", description="LDAM (Cao et al. 2019)")
@@ -126,8 +135,11 @@ class LDAMLoss(ClassWeightedLoss):
         drw_beta: float = 0.9999,
         reduction: str = "mean",
         ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes, None, reduction, ignore_index)
+        super().__init__(
+            num_classes, None, reduction, ignore_index, label_smoothing=label_smoothing
+        )
         counts = counts_tensor(class_counts, num_classes)
         if not (scale > 0 and math.isfinite(scale)):
             raise ValueError(f"scale must be a finite float > 0, got {scale!r}")
@@ -147,7 +159,14 @@ class LDAMLoss(ClassWeightedLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return ldam_loss(
-            logits, target, self.margins, self.scale, self.weight, self.reduction, self.ignore_index
+            logits,
+            target,
+            self.margins,
+            self.scale,
+            self.weight,
+            self.reduction,
+            self.ignore_index,
+            self.label_smoothing,
         )
 
     def extra_repr(self) -> str:

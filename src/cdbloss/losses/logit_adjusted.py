@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from cdbloss.losses._common import check_inputs
+from cdbloss.losses._common import check_inputs, class_bias, spatial
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.registry import register_loss
@@ -35,6 +35,7 @@ def log_prior(class_counts: Sequence[int] | Tensor, num_classes: int) -> Tensor:
     return torch.log(counts / counts.sum())
 
 
+@spatial
 def logit_adjusted_loss(
     logits: Tensor,
     target: Tensor,
@@ -43,6 +44,7 @@ def logit_adjusted_loss(
     weight: Tensor | None = None,
     reduction: str = "mean",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""Logit-adjusted cross-entropy: cross-entropy on :math:`z + \tau \log \pi`.
 
@@ -57,13 +59,19 @@ def logit_adjusted_loss(
         class_counts: training samples per class ``(C,)`` (the prior :math:`\pi`).
         tau: adjustment strength (Menon et al. use 1).
         weight: optional ``(C,)`` class weights.
+        label_smoothing: :math:`\varepsilon` in ``[0, 1]``.
+
+    Spatial logits and probability targets are taken as by
+    :func:`~cdbloss.losses.weighted_cross_entropy` (the prior shifts the logits only).
     """
     if not math.isfinite(tau):
         raise ValueError(f"tau must be finite, got {tau!r}")
     check_inputs(logits, target, weight, ignore_index, name="logit_adjusted_loss")
     prior = log_prior(class_counts, logits.shape[1])
     adjusted = logits + tau * prior.to(device=logits.device, dtype=logits.dtype)  # (N, C)
-    return weighted_cross_entropy(adjusted, target, weight, reduction, ignore_index)
+    return weighted_cross_entropy(
+        adjusted, target, weight, reduction, ignore_index, label_smoothing=label_smoothing
+    )
 
 
 def balanced_softmax_loss(
@@ -72,13 +80,16 @@ def balanced_softmax_loss(
     class_counts: Sequence[int] | Tensor,
     reduction: str = "mean",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""Balanced Softmax (Ren et al., NeurIPS 2020): CE on :math:`z + \log n`.
 
     Equal to :func:`logit_adjusted_loss` with ``tau=1`` (adding :math:`\log n_c`
     or :math:`\log \pi_c` differs by a constant that softmax cancels).
     """
-    return logit_adjusted_loss(logits, target, class_counts, 1.0, None, reduction, ignore_index)
+    return logit_adjusted_loss(
+        logits, target, class_counts, 1.0, None, reduction, ignore_index, label_smoothing
+    )
 
 
 @register_loss("logit-adjusted", description="logit-adjusted CE (Menon et al. 2021)")
@@ -94,8 +105,11 @@ class LogitAdjustedLoss(ClassWeightedLoss):
         tau: float = 1.0,
         reduction: str = "mean",
         ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes, None, reduction, ignore_index)
+        super().__init__(
+            num_classes, None, reduction, ignore_index, label_smoothing=label_smoothing
+        )
         if not math.isfinite(tau):
             raise ValueError(f"tau must be finite, got {tau!r}")
         self.tau = float(tau)
@@ -103,9 +117,14 @@ class LogitAdjustedLoss(ClassWeightedLoss):
         self.class_counts = counts_tensor(class_counts, num_classes).tolist()
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        adjusted = logits + self.tau * self.log_prior.to(logits.dtype)  # (N, C)
+        adjusted = class_bias(logits, self.tau * self.log_prior.to(logits.dtype))  # (N, C, ...)
         return weighted_cross_entropy(
-            adjusted, target, self.weight, self.reduction, self.ignore_index
+            adjusted,
+            target,
+            self.weight,
+            self.reduction,
+            self.ignore_index,
+            label_smoothing=self.label_smoothing,
         )
 
     def extra_repr(self) -> str:
@@ -122,5 +141,6 @@ class BalancedSoftmaxLoss(LogitAdjustedLoss):
         class_counts: Sequence[int] | Tensor,
         reduction: str = "mean",
         ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes, class_counts, 1.0, reduction, ignore_index)
+        super().__init__(num_classes, class_counts, 1.0, reduction, ignore_index, label_smoothing)
