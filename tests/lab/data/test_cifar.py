@@ -421,16 +421,21 @@ def test_not_a_zip(tmp_path: Path) -> None:
 # --- cache and source search ----------------------------------------------------
 
 
-def test_decoded_once_then_served_from_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _small_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small ImageFolder zip, with CIFAR-10's expected counts patched to match it."""
     files, _ = imagefolder_members()
-    z = write_zip(tmp_path / "mine.zip", files)
     monkeypatch.setitem(
         cf.CIFAR_SPECS,
         "cifar10",
         dataclasses.replace(cf.CIFAR_SPECS["cifar10"], train_per_class=3, test_per_class=2),
     )
+    return write_zip(tmp_path / "mine.zip", files)
+
+
+def test_decoded_once_then_served_from_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    z = _small_zip(tmp_path, monkeypatch)
     first = cf.load_cifar("cifar10", source=z)
     cache_file = Path(first.source["cache"])
     assert cache_file.is_file() and cache_file.parent == tmp_path / "cache" / "cifar10"
@@ -627,13 +632,7 @@ def test_a_placed_archive_is_md5_checked_by_fetch(tmp_path: Path) -> None:
 
 def test_cache_key_names_the_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A new decoder layout (or Pillow) makes a new cache file instead of reusing the old."""
-    files, _ = imagefolder_members()
-    z = write_zip(tmp_path / "mine.zip", files)
-    monkeypatch.setitem(
-        cf.CIFAR_SPECS,
-        "cifar10",
-        dataclasses.replace(cf.CIFAR_SPECS["cifar10"], train_per_class=3, test_per_class=2),
-    )
+    z = _small_zip(tmp_path, monkeypatch)
     first = Path(cf.load_cifar("cifar10", source=z).source["cache"])
     assert f"-v{cf.DECODED_LAYOUT}-pil" in first.name
     monkeypatch.setattr(cf, "DECODED_LAYOUT", cf.DECODED_LAYOUT + 1)
