@@ -7,17 +7,18 @@
 # long-tail study's (results/longtail_study), paired by seed and factor. Usage:
 #   bash tools/prior_study.sh screen                # every candidate on Fashion-MNIST-LT
 #   bash tools/prior_study.sh mnist 'V1, V2'        # chosen candidates (on validation) on MNIST-LT
-#   bash tools/prior_study.sh cifar 'V1, V2' [FACTORS]   # chosen candidates on the CPU CIFAR-10-LT
+#   bash tools/prior_study.sh cifar 'V1, V2'   # chosen candidates on the CPU CIFAR-10-LT
 #   bash tools/prior_study.sh epochs                # part 3: CE, BS, LDAM-DRW at 32 and 64 epochs
 #   python -m cdbloss.lab.experiments.prior_tables --out results/prior_study/tables.md
-# Factors 100 and 10, seeds 0-2. CLI overrides the python that runs the sweeps; WORKERS the workers.
+# Factors 100 and 10, seeds 0-2 (SEED_LIST=0 FACTOR_LIST=100 narrow them). CLI overrides the python
+# that runs the sweeps; WORKERS the worker count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLI=${CLI:-.venv/bin/python -m cdbloss}
 OUT=${OUT:-results/prior_study}
 WORKERS=${WORKERS:-2}
-SEEDS='sweep.seed=[0,1,2]'
-FACTORS='sweep.data.options.imbalance_factor=[100,10]'
+SEEDS="sweep.seed=[${SEED_LIST:-0,1,2}]"
+FACTORS="sweep.data.options.imbalance_factor=[${FACTOR_LIST:-100,10}]"
 
 # The candidates; D is the epoch of the first learning-rate decay (24 of 30 on the MNIST sets,
 # 13 of 16 on the CPU CIFAR-10-LT), where the deferred forms switch their difficulty on.
@@ -26,12 +27,9 @@ candidates() {
   cat <<LIST
 {loss.name: cdb-bs-offset},
 {loss.name: cdb-bs-offset, loss.options: {offset_scale: 0.5}},
-{loss.name: cdb-bs-offset, loss.options: {offset_scale: 2.0}},
 {loss.name: cdb-bs-offset, loss.options: {defer_until: $D}},
 {loss.name: balanced-softmax, train.sampler: cdb},
-{loss.name: dbm-bs, model.options: {normed_linear: true}},
-{loss.name: dbm-bs, loss.options: {max_margin: 0.1}, model.options: {normed_linear: true}},
-{loss.name: dbm-bs, loss.options: {max_margin: 0.5}, model.options: {normed_linear: true}}
+{loss.name: dbm-bs, model.options: {normed_linear: true}}
 LIST
 }
 # study_sweep OUT_FOLDER ARGS...: expand OUT_FOLDER's store, run the sweep, pack the finished runs back
@@ -56,7 +54,7 @@ case "${1:-}" in
     ;;
   cifar)
     V=$(variants "${2:?give the chosen variants, as in candidates(), with D=13}")
-    study_sweep "$OUT/cifar10_lt_cpu" configs/cifar10_lt_cpu.yaml "$SEEDS" "$V" "${3:-$FACTORS}"
+    study_sweep "$OUT/cifar10_lt_cpu" configs/cifar10_lt_cpu.yaml "$SEEDS" "$V" "$FACTORS"
     ;;
   epochs)
     study_sweep "$OUT/cifar10_lt_cpu_epochs" configs/cifar10_lt_cpu_epochs.yaml
