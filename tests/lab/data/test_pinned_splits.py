@@ -79,7 +79,7 @@ def _png(rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def _cifar_zip(path: Path) -> Path:
+def write_cifar_zip(path: Path) -> Path:
     """An ImageFolder zip: class ``c`` has ``8 + c`` training and 3 test images, stored shuffled."""
     rng = np.random.default_rng(22)
     files: dict[str, bytes] = {}
@@ -166,7 +166,7 @@ def test_cifar_lt_draws_from_files_are_pinned(
     if kind == "python":
         src = _cifar_python_folder(tmp_path / "cifar-10-batches-py")
     else:
-        src = _cifar_zip(tmp_path / "cifar10-jpeg.zip")
+        src = write_cifar_zip(tmp_path / "cifar10-jpeg.zip")
     s = load_protocol(
         "cifar-lt", source=str(src), root=str(tmp_path / "cache"), verify=False, augment=False,
         **options,
