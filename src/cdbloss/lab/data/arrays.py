@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cdbloss.lab.data.base import DataSplits
-from cdbloss.lab.data.splits import check_seed, long_tail_split
+from cdbloss.lab.data.splits import add_label_noise, check_seed, long_tail_split
 from cdbloss.lab.data.tensor_dataset import ImageTransform, TensorImageDataset
 
 __all__ = ["ImageArrays", "build_long_tail", "channels_first", "check_label_range", "subset"]
@@ -128,7 +128,9 @@ def build_long_tail(
     profile: Literal["exp", "step"] = "exp", val_per_class: int = 50, seed: int = 0, *,
     train_transform: ImageTransform | None = None, eval_transform: ImageTransform | None = None,
     test_transform: ImageTransform | None = None, where: str | None = None,
-    info: Mapping[str, Any] | None = None,
+    info: Mapping[str, Any] | None = None, max_per_class: int | None = None,
+    class_order: Sequence[int] | None = None, label_noise: float = 0.0,
+    noisy_classes: Sequence[int] = (),
 ) -> DataSplits:  # fmt: skip
     """The long-tailed splits of ``arrays`` (the CIFAR-LT procedure), for any protocol.
 
@@ -142,6 +144,11 @@ def build_long_tail(
         test_transform: test and extra test images.
         where: names the training labels in error messages (default the source path).
         info: protocol-specific entries appended to the common ``info``.
+        max_per_class, class_order: the cap on ``n_max`` and the classes' order along the
+            profile, head first (:func:`~cdbloss.lab.data.splits.cut_long_tail`).
+        label_noise, noisy_classes: symmetric noise on the training labels of those
+            classes (:func:`~cdbloss.lab.data.splits.add_label_noise`); validation and
+            test keep the true labels, and ``class_counts`` counts the observed ones.
 
     Returns:
         :class:`DataSplits`; ``info`` holds ``protocol``, ``dataset``,
@@ -154,20 +161,31 @@ def build_long_tail(
         where = str(arrays.source.get("path", f"{arrays.dataset} training set"))
     s = long_tail_split(
         arrays.train_labels, k, imbalance_factor, val_per_class, seed, profile,
-        arrays.class_names, where,
+        arrays.class_names, where, max_per_class=max_per_class, class_order=class_order,
     )  # fmt: skip
     train_y = arrays.train_labels
+    observed = train_y[s.train]
+    counts = list(s.counts)
+    shape: dict[str, Any] = {}
+    if max_per_class is not None or class_order is not None:
+        shape = {"max_per_class_cap": max_per_class, "class_order": class_order}
+    if label_noise or noisy_classes:
+        observed = add_label_noise(observed, k, label_noise, noisy_classes, seed)
+        flipped = int((observed != train_y[s.train]).sum())
+        counts = np.bincount(observed, minlength=k).astype(int).tolist()
+        shape |= {"label_noise": label_noise, "noisy_classes": list(noisy_classes),
+                  "flipped_labels": flipped, "clean_counts": list(s.counts)}  # fmt: skip
     all_test = np.arange(arrays.test_labels.shape[0], dtype=np.int64)
     extra: dict[str, Dataset[Any]] = {
         name: subset(x, np.arange(y.shape[0], dtype=np.int64), y, test_transform, k)
         for name, (x, y) in arrays.extra_test.items()
     }
     return DataSplits(
-        train=subset(arrays.train_images, s.train, train_y[s.train], train_transform, k),
+        train=subset(arrays.train_images, s.train, observed, train_transform, k),
         val=subset(arrays.train_images, s.val, train_y[s.val], eval_transform, k),
         test=subset(arrays.test_images, all_test, arrays.test_labels, test_transform, k),
         num_classes=k,
-        class_counts=list(s.counts),
+        class_counts=counts,
         class_names=list(arrays.class_names),
         info={
             "protocol": protocol,
@@ -177,7 +195,8 @@ def build_long_tail(
             "val_per_class": val_per_class,
             "seed": seed,
             "max_per_class": s.max_per_class,
-            "realised_imbalance": s.counts[0] / s.counts[-1],
+            "realised_imbalance": max(s.counts) / min(s.counts),
+            **shape,
             **(info or {}),
         },
         extra_test=extra,

@@ -24,6 +24,7 @@ from cdbloss.lab.data.arrays import ImageArrays, build_long_tail
 from cdbloss.lab.data.base import DataSplits, register_protocol
 from cdbloss.lab.data.cifar_sources import *  # noqa: F403  (re-exported, as before)
 from cdbloss.lab.data.cifar_sources import CifarSpec, load_cifar, spec_of
+from cdbloss.lab.data.splits import check_class_order, check_label_noise, check_max_per_class
 from cdbloss.lab.data.tensor_dataset import Chain, ImageTransform, RandomCropFlip, ScaleNormalize
 
 __all__ = [*_sources.__all__, "build_cifar_lt", "cifar_lt"]
@@ -48,6 +49,8 @@ def build_cifar_lt(
     val_per_class: int = 50, seed: int = 0, augment: bool = True,
     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
     test_mean: Sequence[float] | None = None, test_std: Sequence[float] | None = None,
+    *, max_per_class: int | None = None, class_order: Sequence[int] | None = None,
+    label_noise: float = 0.0, noisy_classes: Sequence[int] = (),
 ) -> DataSplits:  # fmt: skip
     """The CIFAR-LT splits from arrays already in memory (see :func:`cifar_lt`)."""
     spec = spec_of(arrays.dataset)
@@ -63,6 +66,8 @@ def build_cifar_lt(
         arrays, "cifar-lt", imbalance_factor, profile, val_per_class, seed,
         train_transform=train_tf, eval_transform=norm, test_transform=test_norm,
         where=str(arrays.source.get("path", f"{spec.name} training set")),
+        max_per_class=max_per_class, class_order=class_order, label_noise=label_noise,
+        noisy_classes=noisy_classes,
         info={
             "augment": "random crop 32, padding 4, horizontal flip" if augment else None,
             "normalize": {"mean": list(mean), "std": list(std)},
@@ -90,6 +95,10 @@ def cifar_lt(
     std: Sequence[float] | None = None,
     test_mean: Sequence[float] | None = None,
     test_std: Sequence[float] | None = None,
+    max_per_class: int | None = None,
+    class_order: Sequence[int] | None = None,
+    label_noise: float = 0.0,
+    noisy_classes: Sequence[int] = (),
 ) -> DataSplits:
     """Long-tailed CIFAR-10 / CIFAR-100 (Cui et al. 2019; CDB paper, Tables 3 and 4).
 
@@ -118,12 +127,26 @@ def cifar_lt(
             statistics and tests with ``(0.4914, 0.4822, 0.4465)``,
             ``(0.2023, 0.1994, 0.2010)`` (``cifar_test.py``), a mismatch these options
             reproduce (configs/cifar10_lt_authors.yaml says how).
+        max_per_class: a cap on ``n_max``; with ``imbalance_factor=1`` a balanced subset
+            of that many images per class.
+        class_order: the classes along the profile, head first (default ``0..C-1``);
+            e.g. ``[3, 5, 2, 4, 0, 1, 6, 7, 8, 9]`` puts cat, dog, bird and deer, the
+            hardest CIFAR-10 classes, in the head.
+        label_noise, noisy_classes: each training label of ``noisy_classes`` is, with
+            probability ``label_noise``, replaced by one of the other classes drawn
+            uniformly (seeded); validation and test keep the true labels, and
+            ``class_counts`` counts the observed training labels (``info`` has the
+            clean counts and how many labels flipped).
 
     Returns:
         :class:`DataSplits` of :class:`TensorImageDataset`; items are
         ``(float32 (3, 32, 32), int)``.
     """
     spec = _resolve_dataset(dataset, num_classes)
+    if max_per_class is not None:
+        check_max_per_class(max_per_class)
+    check_class_order(class_order, spec.num_classes)
+    check_label_noise(label_noise, noisy_classes, spec.num_classes)
     for name, value in (
         ("mean", mean),
         ("std", std),
@@ -134,7 +157,8 @@ def cifar_lt(
     arrays = load_cifar(spec.name, root, source, verify)
     return build_cifar_lt(
         arrays, imbalance_factor, profile, val_per_class, seed, augment,
-        mean, std, test_mean, test_std,
+        mean, std, test_mean, test_std, max_per_class=max_per_class, class_order=class_order,
+        label_noise=label_noise, noisy_classes=noisy_classes,
     )  # fmt: skip
 
 
