@@ -324,6 +324,11 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
 
     if cfg.loss.name not in LOSSES:
         raise ConfigError(f"config key 'loss.name': {LOSSES.unknown(cfg.loss.name)}")
+    if LOSSES[cfg.loss.name].task != "single-label":
+        raise ConfigError(
+            f"config key 'loss.name': {cfg.loss.name!r} is a multi-label loss (targets (N, C)); "
+            "the trainer trains single-label runs, use cdbloss.lab.experiments.multilabel_study"
+        )
     if not is_model_name(cfg.model.name):
         raise ConfigError(f"config key 'model.name': {MODELS.unknown(cfg.model.name)}")
     if cfg.model.reinit_head and cfg.model.pretrained is None:
