@@ -24,7 +24,7 @@ from cdbloss.losses.logit_adjusted import log_prior
 from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import TauSpec
 
-__all__ = ["BASES", "CDB_BASES", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
+__all__ = ["BASES", "CDB_BASES", "CDBLoss", "WeightingAccess", "cdb_cross_entropy", "cdb_loss"]
 
 Base = Literal["ce", "focal"]
 BASES: tuple[str, ...] = ("ce", "focal")
@@ -95,6 +95,51 @@ def cdb_cross_entropy(
     return cdb_loss(logits, target, weight, "ce", reduction=reduction, ignore_index=ignore_index)
 
 
+class WeightingAccess:
+    """The weighting's settings and state read through a CDB loss, and its epoch.
+
+    Shared by :class:`CDBLoss` and :class:`~cdbloss.MultiLabelCDBLoss`: both
+    keep a :class:`~cdbloss.CDBWeighting` at ``self.weighting``.
+    """
+
+    weighting: CDBWeighting
+
+    @property
+    def tau(self) -> TauSpec:
+        return self.weighting.tau
+
+    @property
+    def eps(self) -> float:
+        return self.weighting.eps
+
+    @property
+    def normalize(self) -> bool:
+        return self.weighting.normalize
+
+    @property
+    def momentum(self) -> float:
+        return self.weighting.momentum
+
+    @property
+    def tau_value(self) -> Tensor:
+        """The tau of the last update (NaN before it)."""
+        return self.weighting.tau_value
+
+    @property
+    def accuracy(self) -> Tensor:
+        """The per-class score the weights came from (after prior and moving average):
+        accuracy for :class:`CDBLoss`, the loss's ``measure`` for the multi-label loss."""
+        return self.weighting.accuracy
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` (from 0): ends a deferral (``defer_until``)."""
+        self.weighting.set_epoch(epoch)
+
+    def options(self) -> dict[str, Any]:
+        """The weighting's settings that differ from the paper's rule."""
+        return self.weighting.options()
+
+
 @register_loss("cdb-ce", description="CDB with cross-entropy (Sinha et al. 2020)", base="ce")
 @register_loss(
     "cdb-ce-paper",
@@ -119,7 +164,7 @@ def cdb_cross_entropy(
     base="balanced-softmax",
 )
 @register_loss("cdb-focal", description="CDB with focal loss", base="focal")
-class CDBLoss(ClassWeightedLoss):
+class CDBLoss(WeightingAccess, ClassWeightedLoss):
     r"""Class-wise Difficulty-Balanced loss: a weighted loss plus a :class:`~cdbloss.CDBWeighting`.
 
     The weights live in ``loss.weighting`` (its buffers, so ``state_dict()``
@@ -254,32 +299,6 @@ class CDBLoss(ClassWeightedLoss):
             "or set_weight(weight)"
         )
 
-    @property
-    def tau(self) -> TauSpec:
-        return self.weighting.tau
-
-    @property
-    def eps(self) -> float:
-        return self.weighting.eps
-
-    @property
-    def normalize(self) -> bool:
-        return self.weighting.normalize
-
-    @property
-    def momentum(self) -> float:
-        return self.weighting.momentum
-
-    @property
-    def tau_value(self) -> Tensor:
-        """The tau of the last update (NaN before it)."""
-        return self.weighting.tau_value
-
-    @property
-    def accuracy(self) -> Tensor:
-        """The accuracy the weights came from (after prior and moving average)."""
-        return self.weighting.accuracy
-
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.weighting.source == "train" and self.training and torch.is_grad_enabled():
             self._observe(logits, target)
@@ -326,14 +345,6 @@ class CDBLoss(ClassWeightedLoss):
             The new applied weights ``(C,)`` (a copy).
         """
         return self.weighting.update(accuracy, sync=sync)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` (from 0): ends a deferral (``defer_until``)."""
-        self.weighting.set_epoch(epoch)
-
-    def options(self) -> dict[str, Any]:
-        """The weighting's settings that differ from the paper's rule."""
-        return self.weighting.options()
 
     def extra_repr(self) -> str:
         gamma = f", gamma={self.gamma}" if self.base == "focal" else ""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 
 from cdbloss.cdb import CDBWeighting
 from cdbloss.losses.base import counts_tensor
+from cdbloss.losses.cdb import WeightingAccess
 from cdbloss.losses.focal import _check_gamma
 from cdbloss.losses.registry import register_loss
 from cdbloss.multilabel import MEASURES, MultiLabelDifficulty, check_multilabel_target
@@ -395,7 +395,7 @@ TERMS: tuple[str, ...] = ("both", "positive")
 
 @register_loss("cdb-bce", description="CDB over BCE (per-label difficulty)", task="multi-label")
 @register_loss("cdb-focal-bce", description="CDB over focal BCE", task="multi-label", gamma=2.0)
-class MultiLabelCDBLoss(MultiLabelLoss):
+class MultiLabelCDBLoss(WeightingAccess, MultiLabelLoss):
     r"""CDB for multi-label targets: per-label difficulty weights on the BCE terms.
 
     After each validation pass, :meth:`update_weights` reads a per-label
@@ -484,14 +484,6 @@ class MultiLabelCDBLoss(MultiLabelLoss):
                 )
             score = score.compute(self.measure, sync=sync)
         return self.weighting.update(score, sync=sync)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` (from 0): ends a deferral (``defer_until``)."""
-        self.weighting.set_epoch(epoch)
-
-    def options(self) -> dict[str, Any]:
-        """The weighting's settings that differ from the paper's rule."""
-        return self.weighting.options()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, gamma={self.gamma}, measure={self.measure!r}"
