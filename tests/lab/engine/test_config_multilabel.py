@@ -10,7 +10,7 @@ from tests.lab.engine.conftest import tiny_config
 
 @pytest.mark.parametrize("name", ["bce", "db-loss", "cdb-bce"])
 def test_a_multilabel_loss_is_refused(name: str) -> None:
-    with pytest.raises(ConfigError, match="multi-label loss.*multilabel_study"):
+    with pytest.raises(ConfigError, match=r"multi-label loss.*multilabel_study"):
         config_from_dict(tiny_config(loss__name=name))
 
 
