@@ -36,6 +36,7 @@ __all__ = [
     "RIVER_WHEEL",
     "RIVER_WHEEL_SHA256",
     "YEAST_SHA256",
+    "MultiLabelSplits",
     "YeastSplits",
     "fetch_yeast",
     "parse_yeast_csv",
@@ -116,8 +117,12 @@ def _from_river_wheel() -> bytes:
 
 
 @dataclass(frozen=True)
-class YeastSplits:
-    """Standardised features and 0/1 labels of the three parts."""
+class MultiLabelSplits:
+    """Features and 0/1 labels ``(N, C)`` of the three parts of a multi-label task.
+
+    The features are ``(N, F)`` vectors (yeast) or ``(N, 1, H, W)`` images
+    (:mod:`cdbloss.lab.data.mosaic`); float32, already standardised.
+    """
 
     x_train: npt.NDArray[np.float32]
     y_train: npt.NDArray[np.int64]
@@ -133,7 +138,7 @@ def yeast_splits(
     seed: int = 0,
     val: float = 0.2,
     test: float = 0.2,
-) -> YeastSplits:
+) -> MultiLabelSplits:
     """A seeded random split (``val`` and ``test`` fractions); features standardised on train."""
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise ValueError(f"val and test must be fractions with val + test < 1, got {val}, {test}")
@@ -149,4 +154,8 @@ def yeast_splits(
         out: npt.NDArray[np.float32] = ((x[idx] - mean) / std).astype(np.float32)
         return out
 
-    return YeastSplits(z(tr), y[tr], z(va), y[va], z(te), y[te])
+    return MultiLabelSplits(z(tr), y[tr], z(va), y[va], z(te), y[te])
+
+
+#: the yeast protocol's splits (the generic :class:`MultiLabelSplits`)
+YeastSplits = MultiLabelSplits

@@ -1,4 +1,11 @@
-"""The multi-label study: an MLP on yeast trained with each multi-label loss.
+"""The multi-label study: a model trained with each multi-label loss on one task.
+
+Tasks (:data:`TASKS`): ``yeast`` (an MLP on the yeast features, the default)
+and ``mnist-mosaic`` (LeNet-5 on long-tailed 2x2 MNIST mosaics,
+:mod:`cdbloss.lab.data.mosaic`). A study's settings come from a config file
+(``--config configs/multilabel/<task>.yaml``: the fields of
+:class:`StudyConfig` plus ``out``, ``seeds`` and ``variants``); the flags
+override it.
 
 One run = one loss variant x one seed. Every run trains ``epochs`` epochs,
 evaluates the validation split after each, keeps the epoch of the best
@@ -10,6 +17,7 @@ the initialisation and the batch order.
 
     python -m cdbloss.lab.experiments.multilabel_study run --out results/multilabel_yeast
     python -m cdbloss.lab.experiments.multilabel_study table --out results/multilabel_yeast
+    python -m cdbloss.lab.experiments.multilabel_study run --config configs/multilabel/mnist_mosaic.yaml
 
 The CDB variant reported as ``cdb-bce`` (and ``cdb-focal-bce``) is the one
 (difficulty measure, and tau: the library's default sigmoid tau or 2) with the
@@ -21,8 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +38,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from cdbloss.lab.data.yeast import YeastSplits, fetch_yeast, parse_yeast_csv, yeast_splits
+from cdbloss.lab.data.mosaic import mnist_mosaic
+from cdbloss.lab.data.yeast import MultiLabelSplits, fetch_yeast, parse_yeast_csv, yeast_splits
+from cdbloss.lab.engine.config import load_yaml
 from cdbloss.lab.engine.trainer import seed_everything
 from cdbloss.lab.io import atomic_write_json, atomic_write_text
 from cdbloss.lab.metrics_multilabel import multilabel_report
+from cdbloss.lab.models.lenet import LeNet5
 from cdbloss.lab.models.mlp import MLP
 from cdbloss.losses import build_loss, is_multilabel, wants_difficulty
 from cdbloss.multilabel import MultiLabelDifficulty
 
-__all__ = ["VARIANTS", "StudyConfig", "load_yeast", "main", "run_one", "run_study", "summarize"]
+__all__ = [
+    "MODELS",
+    "TASKS",
+    "VARIANTS",
+    "StudyConfig",
+    "load_study_config",
+    "load_task",
+    "load_yeast",
+    "main",
+    "run_one",
+    "run_study",
+    "summarize",
+]
 
 #: run name -> (loss name, options); the CDB measure is a validation choice
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -56,9 +79,18 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: the models a study trains: ``mlp`` (one hidden layer of ``hidden`` units) or ``lenet5``
+MODELS: tuple[str, ...] = ("mlp", "lenet5")
+
+
 @dataclass(frozen=True)
 class StudyConfig:
-    """The protocol: MLP width, optimiser and epochs, and the frequency groups."""
+    """The protocol: task and its options, model, optimiser and epochs, frequency groups.
+
+    ``head`` and ``tail``: a label with more than ``head`` training positives
+    is in the head group, one with fewer than ``tail`` in the tail group.
+    ``options``: loss name -> extra constructor options.
+    """
 
     epochs: int = 40
     batch_size: int = 64
@@ -68,6 +100,21 @@ class StudyConfig:
     head: int = 500
     tail: int = 150
     options: dict[str, Any] = field(default_factory=dict)
+    task: str = "yeast"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    model: str = "mlp"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+
+
+def _model(cfg: StudyConfig, x: torch.Tensor, c: int) -> nn.Module:
+    if cfg.model == "lenet5":
+        return LeNet5(c, in_channels=int(x.shape[1]), input_size=int(x.shape[-1]))
+    return MLP(c, int(x[0].numel()), hidden=cfg.hidden, depth=1)
 
 
 def _loss(name: str, options: dict[str, Any], y_train: np.ndarray) -> nn.Module:
@@ -87,7 +134,7 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def run_one(data: YeastSplits, variant: str, seed: int, cfg: StudyConfig) -> dict[str, Any]:
+def run_one(data: MultiLabelSplits, variant: str, seed: int, cfg: StudyConfig) -> dict[str, Any]:
     """Train one run; return its record (config, chosen epoch, val and test metrics)."""
     name, options = VARIANTS[variant]
     if not is_multilabel(name):
@@ -97,7 +144,7 @@ def run_one(data: YeastSplits, variant: str, seed: int, cfg: StudyConfig) -> dic
     x_tr, y_tr = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     x_va, x_te = torch.from_numpy(data.x_val), torch.from_numpy(data.x_test)
     c = data.y_train.shape[1]
-    model = MLP(c, x_tr.shape[1], hidden=cfg.hidden, depth=1)
+    model = _model(cfg, x_tr, c)
     loss_fn = _loss(name, {**options, **cfg.options.get(name, {})}, data.y_train)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -141,7 +188,11 @@ def _run_file(out: Path, variant: str, seed: int) -> Path:
 
 
 def run_study(
-    out: Path, seeds: Sequence[int], variants: Sequence[str], cfg: StudyConfig, data: YeastSplits
+    out: Path,
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    cfg: StudyConfig,
+    data: MultiLabelSplits,
 ) -> None:
     """Run every (variant, seed) whose result file is missing; each file is written atomically."""
     for variant in variants:
@@ -218,27 +269,70 @@ def variants_table(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_yeast(seed: int = 0) -> YeastSplits:
+def load_yeast(seed: int = 0) -> MultiLabelSplits:
     """The yeast protocol's fixed split (fetched and checked on first use)."""
     x, y = parse_yeast_csv(fetch_yeast().read_bytes())
     return yeast_splits(x, y, seed=seed)
+
+
+#: task name -> the function that loads its fixed split from the task options
+TASKS: dict[str, Callable[..., MultiLabelSplits]] = {
+    "yeast": load_yeast,
+    "mnist-mosaic": mnist_mosaic,
+}
+
+
+def load_task(cfg: StudyConfig) -> MultiLabelSplits:
+    """The splits of ``cfg.task`` with ``cfg.task_options``."""
+    return TASKS[cfg.task](**cfg.task_options)
+
+
+#: keys a study config file may hold besides the :class:`StudyConfig` fields
+RUN_KEYS: tuple[str, ...] = ("out", "seeds", "variants")
+
+
+def load_study_config(path: Path) -> tuple[StudyConfig, dict[str, Any]]:
+    """Read a study config file: the :class:`StudyConfig` and the run keys it gives.
+
+    Raises:
+        ValueError: an unknown key (naming the known ones), a bad task, model or variant.
+    """
+    raw = load_yaml(Path(path).read_text(), str(path))
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a study config is a mapping, got {type(raw).__name__}")
+    fields = set(StudyConfig.__dataclass_fields__)
+    unknown = sorted(set(raw) - fields - set(RUN_KEYS))
+    if unknown:
+        known = sorted(fields | set(RUN_KEYS))
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {known}")
+    bad = [v for v in raw.get("variants", []) if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"{path}: unknown variant(s) {bad}; known: {list(VARIANTS)}")
+    cfg = StudyConfig(**{k: v for k, v in raw.items() if k in fields})
+    return cfg, {k: raw[k] for k in RUN_KEYS if k in raw}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``run`` (train the missing runs) or ``table`` (print or write the markdown table)."""
     p = argparse.ArgumentParser(prog="python -m cdbloss.lab.experiments.multilabel_study")
     p.add_argument("command", choices=("run", "table"))
-    p.add_argument("--out", type=Path, default=Path("results/multilabel_yeast"))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--epochs", type=int, default=StudyConfig.epochs)
+    p.add_argument("--config", type=Path, default=None, help="a study config file (YAML)")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS))
+    p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--table-file", type=Path, default=None)
     args = p.parse_args(argv)
+    cfg, given = load_study_config(args.config) if args.config else (StudyConfig(), {})
+    if args.epochs is not None:
+        cfg = replace(cfg, epochs=args.epochs)
+    out = Path(args.out or given.get("out", "results/multilabel_yeast"))
     if args.command == "run":
         torch.set_num_threads(1)
-        cfg = StudyConfig(epochs=args.epochs)
-        run_study(args.out, args.seeds, args.variants, cfg, load_yeast())
-    table = summarize(args.out) + "\n" + variants_table(args.out)
+        seeds = args.seeds or given.get("seeds", [0, 1, 2, 3, 4])
+        variants = args.variants or given.get("variants", list(VARIANTS))
+        run_study(out, seeds, variants, cfg, load_task(cfg))
+    table = summarize(out) + "\n" + variants_table(out)
     if args.table_file is not None:
         atomic_write_text(args.table_file, table)
     print(table)
