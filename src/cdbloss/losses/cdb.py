@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -10,6 +10,7 @@ from torch import Tensor
 
 from cdbloss.cdb import (
     PAPER_RULE,
+    SETTINGS,
     CDBWeighting,
     allow_missing_settings,
     check_settings,
@@ -24,7 +25,15 @@ from cdbloss.losses.logit_adjusted import log_prior
 from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import TauSpec
 
-__all__ = ["BASES", "CDB_BASES", "CDBLoss", "WeightingAccess", "cdb_cross_entropy", "cdb_loss"]
+__all__ = [
+    "BASES",
+    "CDB_BASES",
+    "CDBLoss",
+    "WeightingAccess",
+    "cdb_cross_entropy",
+    "cdb_loss",
+    "weighting_from",
+]
 
 Base = Literal["ce", "focal"]
 BASES: tuple[str, ...] = ("ce", "focal")
@@ -93,6 +102,13 @@ def cdb_cross_entropy(
 ) -> Tensor:
     """CDB-CE: :func:`cdb_loss` with ``base="ce"``."""
     return cdb_loss(logits, target, weight, "ce", reduction=reduction, ignore_index=ignore_index)
+
+
+def weighting_from(scope: Mapping[str, Any]) -> CDBWeighting:
+    """The :class:`~cdbloss.CDBWeighting` of a CDB loss's constructor: built from every
+    weighting setting (:data:`cdbloss.cdb.SETTINGS`) that ``scope`` (its ``locals()``)
+    names, so each loss passes its options on without listing them a second time."""
+    return CDBWeighting(**{k: scope[k] for k in SETTINGS if k in scope})
 
 
 class WeightingAccess:
@@ -244,20 +260,7 @@ class CDBLoss(WeightingAccess, ClassWeightedLoss):
         if base not in CDB_BASES:
             raise ValueError(f"base must be one of {CDB_BASES}, got {base!r}")
         _check_gamma(gamma)
-        self.weighting = CDBWeighting(
-            num_classes,
-            tau=tau,
-            eps=eps,
-            normalize=normalize,
-            momentum=momentum,
-            min_difficulty=min_difficulty,
-            solved_accuracy=solved_accuracy,
-            max_ratio=max_ratio,
-            defer_until=defer_until,
-            prior_strength=prior_strength,
-            source=source,
-            swing_patience=swing_patience,
-        )
+        self.weighting = weighting_from(locals())
         self.base = base
         self.gamma = float(gamma)
         if base == "balanced-softmax":

@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cdbloss.cdb import CDBWeighting
 from cdbloss.losses.base import counts_tensor
-from cdbloss.losses.cdb import WeightingAccess
+from cdbloss.losses.cdb import WeightingAccess, weighting_from
 from cdbloss.losses.focal import _check_gamma
 from cdbloss.losses.registry import register_loss
 from cdbloss.multilabel import MEASURES, MultiLabelDifficulty, check_multilabel_target
@@ -442,18 +441,7 @@ class MultiLabelCDBLoss(WeightingAccess, MultiLabelLoss):
         if terms not in TERMS:
             raise ValueError(f"terms must be one of {TERMS}, got {terms!r}")
         self.gamma, self.measure, self.terms = float(gamma), measure, terms
-        self.weighting = CDBWeighting(
-            num_classes,
-            tau=tau,
-            eps=eps,
-            normalize=normalize,
-            momentum=momentum,
-            min_difficulty=min_difficulty,
-            solved_accuracy=solved_accuracy,
-            max_ratio=max_ratio,
-            defer_until=defer_until,
-            swing_patience=swing_patience,
-        )
+        self.weighting = weighting_from(locals())
 
     @property
     def weight(self) -> Tensor:
