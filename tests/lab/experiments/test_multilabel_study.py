@@ -105,3 +105,12 @@ def test_lenet5_runs_on_image_splits() -> None:
     rec = study.run_one(YeastSplits(a, b, c, d, e, f), "cdb-bce[f1]", 0, cfg)
     assert rec["config"]["model"] == "lenet5" and 0 <= rec["best_epoch"] < 2
     assert rec["last_weights"] is not None and len(rec["last_weights"]) == 3
+
+
+@pytest.mark.parametrize(
+    "folder", ["multilabel_yeast", "multilabel_mosaic", "multilabel_mosaic_20ep"]
+)
+def test_committed_tables_are_what_the_committed_runs_give(folder: str) -> None:
+    out = Path(__file__).resolve().parents[3] / "results" / folder
+    expected = study.summarize(out) + "\n" + study.variants_table(out)
+    assert (out / "table.md").read_text() == expected

@@ -106,7 +106,9 @@ def build_mnist_mosaic(
 
     Args:
         arrays: MNIST (:func:`cdbloss.lab.data.mnist.load_idx_dataset`).
-        n_train, n_val, n_test: mosaics per part.
+        n_train: training mosaics.
+        n_val: validation mosaics.
+        n_test: test mosaics.
         imbalance_factor: ``rho`` of the training digit frequencies.
         val_pool: MNIST training images held out for the validation mosaics.
         seed: the split and the draws.
