@@ -17,7 +17,7 @@ pl = pytest.importorskip("lightning.pytorch")
 from cdbloss import CDBLoss, MultiLabelCDBLoss, cdb_weights  # noqa: E402
 from cdbloss.cdb import PAPER_RULE  # noqa: E402
 from cdbloss.integrations.lightning import CDBCallback  # noqa: E402
-from tests.integrations.test_lightning import make_trainer  # noqa: E402
+from tests.integrations.test_lightning import Classifier, make_trainer  # noqa: E402
 
 C = 3
 # the paper's rule, less the settings the multi-label loss does not take
@@ -55,29 +55,14 @@ def f1_of(module: Tagger) -> Tensor:
     return torch.tensor(np.array(out), dtype=torch.float64)
 
 
-class Tagger(pl.LightningModule):  # type: ignore[misc]
+class Tagger(Classifier):
+    """The single-label tests' module with the multi-label loss and a 3-label start."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Linear(2, C)
         with torch.no_grad():  # untrained: predicts label 0 on everything, the others never
-            self.net.weight.zero_()
             self.net.bias.copy_(torch.tensor([3.0, -3.0, -3.0]))
-        self.loss_fn = MultiLabelCDBLoss(C, measure="f1", **RULE)
-        self.train_weights: list[Tensor] = []
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)  # type: ignore[no-any-return]
-
-    def on_train_epoch_start(self) -> None:
-        self.train_weights.append(self.loss_fn.weight.clone())
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        return self.loss_fn(self(x), y)  # type: ignore[no-any-return]
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Any:
-        x, y = batch
-        return {"logits": self(x), "target": y}
+        self.loss_fn = MultiLabelCDBLoss(C, measure="f1", **RULE)  # type: ignore[assignment]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.5)
