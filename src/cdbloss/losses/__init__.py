@@ -2,7 +2,7 @@
 
 from cdbloss.losses._common import REDUCTIONS, Reduction
 from cdbloss.losses.base import ClassWeightedLoss
-from cdbloss.losses.cdb import CDBLoss, cdb_cross_entropy, cdb_loss
+from cdbloss.losses.cdb import CDBLoss, cdb_cross_entropy, cdb_loss, difficulty_offset
 from cdbloss.losses.class_balanced import ClassBalancedLoss, class_balanced_loss
 from cdbloss.losses.cross_entropy import (
     CrossEntropyLoss,
@@ -10,6 +10,7 @@ from cdbloss.losses.cross_entropy import (
     inverse_frequency_cross_entropy,
     weighted_cross_entropy,
 )
+from cdbloss.losses.dbm import DBMLoss, dbm_class_margins, dbm_loss
 from cdbloss.losses.equalization import EqualizationLoss, equalization_loss
 from cdbloss.losses.focal import FocalLoss, focal_loss
 from cdbloss.losses.ldam import LDAMLoss, drw_weights, ldam_loss, ldam_margins
@@ -50,6 +51,7 @@ __all__ = [
     "ClassBalancedLoss",
     "ClassWeightedLoss",
     "CrossEntropyLoss",
+    "DBMLoss",
     "DistributionBalancedLoss",
     "EqualizationLoss",
     "FocalBCELoss",
@@ -66,6 +68,9 @@ __all__ = [
     "cdb_cross_entropy",
     "cdb_loss",
     "class_balanced_loss",
+    "dbm_class_margins",
+    "dbm_loss",
+    "difficulty_offset",
     "distribution_balanced_loss",
     "drw_weights",
     "equalization_loss",

@@ -30,6 +30,7 @@ __all__ = [
     "TASKS",
     "LossSpec",
     "build_loss",
+    "check_loss_options",
     "is_multilabel",
     "register_loss",
     "resolved_options",
@@ -124,12 +125,9 @@ def build_loss(
         'CDBLoss'
     """
     spec = LOSSES.lookup(name)
+    check_loss_options(name, options)
     kwargs = {**spec.defaults, **options}
     accepted = _accepted(spec.cls)
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        valid = sorted(accepted - {"num_classes", "class_counts"} - set(spec.defaults))
-        raise ValueError(f"loss {name!r} got unknown options {unknown}; it accepts {valid}")
     if spec.needs_counts:
         if class_counts is None:
             raise ValueError(f"loss {name!r} needs class_counts (training samples per class)")
@@ -137,6 +135,20 @@ def build_loss(
     elif class_counts is not None and "class_counts" in accepted:
         kwargs.setdefault("class_counts", class_counts)  # optional: used by some settings
     return spec.cls(num_classes=num_classes, **kwargs)
+
+
+def check_loss_options(name: str, options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the valid options when loss ``name`` does not take one of ``options``.
+
+    Needs no data: a config's ``loss.options`` are checked with it before anything loads.
+    ``num_classes`` and ``class_counts`` come from the data, not from the options.
+    """
+    spec = LOSSES.lookup(name)
+    accepted = _accepted(spec.cls)
+    unknown = sorted(set(options) - (accepted - {"num_classes", "class_counts"}))
+    if unknown:
+        valid = sorted(accepted - {"num_classes", "class_counts"} - set(spec.defaults))
+        raise ValueError(f"loss {name!r} got unknown options {unknown}; it accepts {valid}")
 
 
 def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:

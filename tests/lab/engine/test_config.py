@@ -154,3 +154,14 @@ def _fuzz_dir() -> Path:
         (d / "cfg.json").write_text(json.dumps(tiny_config()))
         _FUZZ.append(d)
     return _FUZZ[0]
+
+
+def test_a_misspelt_loss_option_fails_at_load_naming_the_valid_ones() -> None:
+    """load_config reads no data: a misspelt option fails there, before a run starts."""
+    path = Path(__file__).resolve().parents[3] / "configs" / "fashion_mnist_lt.yaml"
+    with pytest.raises(
+        ConfigError, match=r"unknown options \['momentm'\]; it accepts \[.*'momentum'"
+    ):
+        load_config(path, ["loss.name=cdb-bs", "loss.options={momentm: 0.5}"])
+    cfg = load_config(path, ["loss.name=cdb-bs", "loss.options={momentum: 0.5}"])
+    assert cfg.loss.options == {"momentum": 0.5}
