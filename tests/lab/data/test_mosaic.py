@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cdbloss.lab.data.mnist import MnistArrays
+from cdbloss.lab.data.arrays import ImageArrays
 from cdbloss.lab.data.mosaic import build_mnist_mosaic, digit_frequencies, mosaics
 
 
-def _arrays(n_train: int = 600, n_test: int = 200) -> MnistArrays:
+def _arrays(n_train: int = 600, n_test: int = 200) -> ImageArrays:
     """Fake digits that say where they came from: the first two 2x2 blocks of image ``i``
     hold ``i % 256`` and ``i // 256 + 1``, and test images carry 9 in the third block."""
     rng = np.random.default_rng(0)
@@ -24,7 +24,7 @@ def _arrays(n_train: int = 600, n_test: int = 200) -> MnistArrays:
 
     tr_im, tr_lb = part(n_train, False)
     te_im, te_lb = part(n_test, True)
-    return MnistArrays("mnist", tr_im, tr_lb, te_im, te_lb)
+    return ImageArrays("mnist", tr_im, tr_lb, te_im, te_lb, [str(d) for d in range(10)])
 
 
 def _cells(x: np.ndarray) -> list[tuple[int, int]]:

@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from cdbloss.lab.data.mnist import VARIANTS, MnistArrays, load_idx_dataset
+from cdbloss.lab.data.arrays import ImageArrays
+from cdbloss.lab.data.idx_sources import VARIANTS, load_idx_dataset
 from cdbloss.lab.data.yeast import MultiLabelSplits
 
 __all__ = ["NUM_DIGITS", "build_mnist_mosaic", "digit_frequencies", "mnist_mosaic", "mosaics"]
@@ -93,7 +94,7 @@ def mosaics(
 
 
 def build_mnist_mosaic(
-    arrays: MnistArrays,
+    arrays: ImageArrays,
     n_train: int = 4000,
     n_val: int = 1000,
     n_test: int = 2000,
@@ -105,7 +106,7 @@ def build_mnist_mosaic(
     """The mosaic splits from MNIST arrays in memory (see the module docstring).
 
     Args:
-        arrays: MNIST (:func:`cdbloss.lab.data.mnist.load_idx_dataset`).
+        arrays: MNIST (:func:`cdbloss.lab.data.idx_sources.load_idx_dataset`).
         n_train: training mosaics.
         n_val: validation mosaics.
         n_test: test mosaics.

@@ -9,9 +9,13 @@ Order of operations (paper, section 4.2; Cui et al. 2019):
 3. class ``c`` keeps ``long_tail_counts(n_max, C, factor, profile)[c]`` of its
    remaining images, chosen at random.
 
-Validation and training draws use two seeds derived from the one ``seed``
-(:func:`derive_seed`), so changing the validation size does not silently reuse
-the same random stream for the tail.
+The split-seed rule, one for every protocol that draws its own splits (``cifar-lt``,
+``mnist-lt``, ``fashion-mnist-lt``, ``mnist-4v9``, ``folder``): each draw has its own
+stream, ``derive_seed(seed, purpose)``, with the purposes :data:`SEED_VAL` (0, the
+validation hold-out), :data:`SEED_TRAIN` (1, the training draw: the tail) and
+:data:`SEED_TEST` (2, a test hold-out), so changing the validation size does not
+silently reuse the same random stream for the tail. The tail's ``n_max`` is the
+smallest class left after the hold-outs (:func:`cut_long_tail`).
 
 Example:
     >>> import numpy as np
@@ -32,16 +36,64 @@ import numpy.typing as npt
 
 from cdbloss.lab.data.longtail import long_tail_counts, sample_per_class, stratified_holdout
 
-__all__ = ["LongTailIndices", "derive_seed", "long_tail_split"]
+__all__ = [
+    "SEED_TEST",
+    "SEED_TRAIN",
+    "SEED_VAL",
+    "LongTailIndices",
+    "check_seed",
+    "cut_long_tail",
+    "derive_seed",
+    "long_tail_split",
+]
 
 IntArray = npt.NDArray[np.int64]
 
 
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 32-bit seed derived from ``seed`` and ``keys`` (independent streams per purpose)."""
+#: ``derive_seed`` purposes: the validation hold-out, the training draw (the tail), a
+#: test hold-out. Fixed: the committed results were drawn with them.
+SEED_VAL, SEED_TRAIN, SEED_TEST = 0, 1, 2
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an ``int``; ``ValueError`` unless it is an int ``>= 0``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    return int(np.random.SeedSequence([int(seed), *keys]).generate_state(1)[0])
+    return int(seed)
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed derived from ``seed`` and ``keys`` (independent streams per purpose).
+
+    ``SeedSequence([seed, *keys]).generate_state(1)[0]``; the keys of the split draws
+    are :data:`SEED_VAL`, :data:`SEED_TRAIN` and :data:`SEED_TEST`.
+    """
+    return int(np.random.SeedSequence([check_seed(seed), *keys]).generate_state(1)[0])
+
+
+def cut_long_tail(
+    labels: npt.ArrayLike,
+    num_classes: int,
+    imbalance_factor: float,
+    seed: int,
+    profile: Literal["exp", "step"] = "exp",
+) -> tuple[IntArray, list[int], int]:
+    """The long tail drawn from ``labels`` (what is left after the hold-outs).
+
+    ``n_max`` is the smallest class in ``labels``; class ``c`` keeps
+    ``long_tail_counts(n_max, K, imbalance_factor, profile)[c]`` of its samples, drawn
+    with ``derive_seed(seed, SEED_TRAIN)``. So no class is asked for more than it has.
+
+    Args:
+        labels: ``(N,)`` integer labels in ``[0, K)``, every class present.
+
+    Returns:
+        ``(picked, counts, n_max)``: sorted positions into ``labels``, the ``K`` counts.
+    """
+    arr = np.asarray(labels, dtype=np.int64)
+    n_max = int(np.bincount(arr, minlength=num_classes).min())
+    counts = long_tail_counts(n_max, num_classes, imbalance_factor, profile)
+    return sample_per_class(arr, counts, derive_seed(seed, SEED_TRAIN)), counts, n_max
 
 
 @dataclass(frozen=True)
@@ -108,10 +160,9 @@ def long_tail_split(
                 f"val_per_class={val_per_class} would leave {max(0, int(avail[c]) - val_per_class)} "
                 "for training (at least 1 is needed)"
             )
-    val, rest = stratified_holdout(arr, int(val_per_class), derive_seed(seed, 0), num_classes)
-    remaining = avail - val_per_class
-    n_max = int(remaining.min())
-    counts = long_tail_counts(n_max, num_classes, imbalance_factor, profile)
-    picked = sample_per_class(arr[rest], counts, derive_seed(seed, 1))
+    val, rest = stratified_holdout(
+        arr, int(val_per_class), derive_seed(seed, SEED_VAL), num_classes
+    )
+    picked, counts, n_max = cut_long_tail(arr[rest], num_classes, imbalance_factor, seed, profile)
     train = np.sort(rest[picked])
     return LongTailIndices(train=train, val=val, counts=counts, max_per_class=n_max)
