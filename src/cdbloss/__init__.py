@@ -26,6 +26,7 @@ from cdbloss.losses import (
     InverseFrequencyLoss,
     LDAMLoss,
     LogitAdjustedLoss,
+    MultiLabelCDBLoss,
     balanced_softmax_loss,
     build_loss,
     cdb_cross_entropy,
@@ -42,6 +43,7 @@ from cdbloss.losses import (
     logit_adjusted_loss,
     weighted_cross_entropy,
 )
+from cdbloss.multilabel import MultiLabelDifficulty
 from cdbloss.sampler import CDBSampler
 from cdbloss.weighting import (
     cdb_weights,
@@ -70,6 +72,8 @@ __all__ = [
     "InverseFrequencyLoss",
     "LDAMLoss",
     "LogitAdjustedLoss",
+    "MultiLabelCDBLoss",
+    "MultiLabelDifficulty",
     "SwingWarning",
     "__version__",
     "balanced_softmax_loss",

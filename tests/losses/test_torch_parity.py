@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cdbloss import LOSSES, ClassDifficulty, build_loss, focal_loss, weighted_cross_entropy
-from cdbloss.losses import wants_difficulty, wants_epoch
+from cdbloss.losses import is_multilabel, wants_difficulty, wants_epoch
 
 C = 4
 COUNTS = [500, 60, 12, 3]
 ACC = torch.tensor([1.0, 0.6, 0.25, 0.0])
-NAMES = sorted(LOSSES)
+#: the single-label losses (the multi-label ones, targets (N, C), have tests/losses/test_multilabel.py)
+NAMES = sorted(n for n in LOSSES if not is_multilabel(n))
 #: losses whose every class term is a cross-entropy: equal to F.cross_entropy on (shifted) logits
 CE_FAMILY = ["ce", "ifw", "ifw-sqrt", "cb-ce", "cdb-ce", "cdb-ce-paper", "cdb-ce-authors"]
 #: losses on a cosine classifier (their logits are cosines in [-1, 1])

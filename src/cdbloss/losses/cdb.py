@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -11,6 +11,7 @@ from torch import Tensor
 
 from cdbloss.cdb import (
     PAPER_RULE,
+    SETTINGS,
     CDBWeighting,
     allow_missing_settings,
     check_settings,
@@ -30,9 +31,11 @@ __all__ = [
     "BASES",
     "CDB_BASES",
     "CDBLoss",
+    "WeightingAccess",
     "cdb_cross_entropy",
     "cdb_loss",
     "difficulty_offset",
+    "weighting_from",
 ]
 
 Base = Literal["ce", "focal"]
@@ -136,6 +139,58 @@ def cdb_cross_entropy(
     return cdb_loss(logits, target, weight, "ce", reduction=reduction, ignore_index=ignore_index)
 
 
+def weighting_from(scope: Mapping[str, Any]) -> CDBWeighting:
+    """The :class:`~cdbloss.CDBWeighting` of a CDB loss's constructor: built from every
+    weighting setting (:data:`cdbloss.cdb.SETTINGS`) that ``scope`` (its ``locals()``)
+    names, so each loss passes its options on without listing them a second time."""
+    return CDBWeighting(**{k: scope[k] for k in SETTINGS if k in scope})
+
+
+class WeightingAccess:
+    """The weighting's settings and state read through a CDB loss, and its epoch.
+
+    Shared by :class:`CDBLoss` and :class:`~cdbloss.MultiLabelCDBLoss`: both
+    keep a :class:`~cdbloss.CDBWeighting` at ``self.weighting``.
+    """
+
+    weighting: CDBWeighting
+
+    @property
+    def tau(self) -> TauSpec:
+        return self.weighting.tau
+
+    @property
+    def eps(self) -> float:
+        return self.weighting.eps
+
+    @property
+    def normalize(self) -> bool:
+        return self.weighting.normalize
+
+    @property
+    def momentum(self) -> float:
+        return self.weighting.momentum
+
+    @property
+    def tau_value(self) -> Tensor:
+        """The tau of the last update (NaN before it)."""
+        return self.weighting.tau_value
+
+    @property
+    def accuracy(self) -> Tensor:
+        """The per-class score the weights came from (after prior and moving average):
+        accuracy for :class:`CDBLoss`, the loss's ``measure`` for the multi-label loss."""
+        return self.weighting.accuracy
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` (from 0): ends a deferral (``defer_until``)."""
+        self.weighting.set_epoch(epoch)
+
+    def options(self) -> dict[str, Any]:
+        """The weighting's settings that differ from the paper's rule."""
+        return self.weighting.options()
+
+
 @register_loss("cdb-ce", description="CDB with cross-entropy (Sinha et al. 2020)", base="ce")
 @register_loss(
     "cdb-ce-paper",
@@ -173,7 +228,7 @@ def cdb_cross_entropy(
     base="ce",
     apply_as="offset",
 )
-class CDBLoss(ClassWeightedLoss):
+class CDBLoss(WeightingAccess, ClassWeightedLoss):
     r"""Class-wise Difficulty-Balanced loss: a weighted loss plus a :class:`~cdbloss.CDBWeighting`.
 
     The weights live in ``loss.weighting`` (its buffers, so ``state_dict()``
@@ -268,20 +323,7 @@ class CDBLoss(ClassWeightedLoss):
             raise ValueError(f"offset_scale must be a finite float >= 0, got {offset_scale!r}")
         self.apply_as = apply_as
         self.offset_scale = float(offset_scale)
-        self.weighting = CDBWeighting(
-            num_classes,
-            tau=tau,
-            eps=eps,
-            normalize=normalize,
-            momentum=momentum,
-            min_difficulty=min_difficulty,
-            solved_accuracy=solved_accuracy,
-            max_ratio=max_ratio,
-            defer_until=defer_until,
-            prior_strength=prior_strength,
-            source=source,
-            swing_patience=swing_patience,
-        )
+        self.weighting = weighting_from(locals())
         self.base = base
         self.gamma = float(gamma)
         if base == "balanced-softmax":
@@ -324,32 +366,6 @@ class CDBLoss(ClassWeightedLoss):
             "CDBLoss.weight is the weighting's buffer; set it with update_weights(accuracy) "
             "or set_weight(weight)"
         )
-
-    @property
-    def tau(self) -> TauSpec:
-        return self.weighting.tau
-
-    @property
-    def eps(self) -> float:
-        return self.weighting.eps
-
-    @property
-    def normalize(self) -> bool:
-        return self.weighting.normalize
-
-    @property
-    def momentum(self) -> float:
-        return self.weighting.momentum
-
-    @property
-    def tau_value(self) -> Tensor:
-        """The tau of the last update (NaN before it)."""
-        return self.weighting.tau_value
-
-    @property
-    def accuracy(self) -> Tensor:
-        """The accuracy the weights came from (after prior and moving average)."""
-        return self.weighting.accuracy
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.weighting.source == "train" and self.training and torch.is_grad_enabled():
@@ -403,14 +419,6 @@ class CDBLoss(ClassWeightedLoss):
             The new applied weights ``(C,)`` (a copy).
         """
         return self.weighting.update(accuracy, sync=sync)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` (from 0): ends a deferral (``defer_until``)."""
-        self.weighting.set_epoch(epoch)
-
-    def options(self) -> dict[str, Any]:
-        """The weighting's settings that differ from the paper's rule."""
-        return self.weighting.options()
 
     def extra_repr(self) -> str:
         gamma = f", gamma={self.gamma}" if self.base == "focal" else ""

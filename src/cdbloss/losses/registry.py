@@ -27,9 +27,11 @@ from cdbloss.registry import Registry
 
 __all__ = [
     "LOSSES",
+    "TASKS",
     "LossSpec",
     "build_loss",
     "check_loss_options",
+    "is_multilabel",
     "register_loss",
     "resolved_options",
     "wants_difficulty",
@@ -37,6 +39,10 @@ __all__ = [
 ]
 
 Counts = Sequence[int] | Tensor | None
+
+#: what a loss trains: ``"single-label"`` (logits ``(N, C)``, target ``(N,)``,
+#: softmax) or ``"multi-label"`` (logits ``(N, C)``, target ``(N, C)`` in {0, 1}, sigmoid)
+TASKS: tuple[str, ...] = ("single-label", "multi-label")
 L = TypeVar("L", bound=type[nn.Module])
 
 
@@ -49,6 +55,7 @@ class LossSpec:
     needs_counts: bool
     defaults: dict[str, Any]
     description: str
+    task: str = "single-label"
 
 
 #: Registered losses by name (filled by :func:`register_loss` on each loss class).
@@ -60,6 +67,7 @@ def register_loss(
     *,
     needs_counts: bool | None = None,
     description: str = "",
+    task: str = "single-label",
     **defaults: Any,
 ) -> Callable[[L], L]:
     """Class decorator: register the loss class as ``name`` with default keyword options.
@@ -73,15 +81,19 @@ def register_loss(
         needs_counts: whether :func:`build_loss` must get ``class_counts``;
             by default, whether the constructor requires ``class_counts``.
         description: one line for listings.
+        task: one of :data:`TASKS`, the targets the loss takes.
         **defaults: constructor options this name fixes (the caller may override them).
 
     Raises:
         ValueError: if ``name`` is already registered.
     """
 
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
     def deco(cls: L) -> L:
         needs = _requires_counts(cls) if needs_counts is None else needs_counts
-        LOSSES.add(name, LossSpec(name, cls, needs, dict(defaults), description))
+        LOSSES.add(name, LossSpec(name, cls, needs, dict(defaults), description, task))
         return cls
 
     return deco
@@ -176,6 +188,11 @@ def _default_of(cls: type, key: str) -> Any:
     if param is None:
         raise KeyError(key)
     return param.default
+
+
+def is_multilabel(name: str) -> bool:
+    """True if the loss registered as ``name`` takes multi-label targets ``(N, C)``."""
+    return LOSSES.lookup(name).task == "multi-label"
 
 
 def wants_difficulty(loss: nn.Module) -> bool:

@@ -51,7 +51,10 @@ def test_json_config(tmp_path: Path) -> None:
         (tiny_config(train__epochs=1.5), r"'train.epochs' must be an integer"),
         (tiny_config(train__progress="yes"), r"'train.progress' must be true or false"),
         (tiny_config(optim__schedule="step"), r"'optim.schedule' must be one of"),
-        (tiny_config(loss__name="dice"), r"unknown loss 'dice'; known: \['balanced-softmax'"),
+        (
+            tiny_config(loss__name="dice"),
+            r"unknown loss 'dice'; known: \['asl', 'balanced-softmax'",
+        ),
         (tiny_config(model__name="vgg"), r"unknown model 'vgg'; known: \[.*\], or torchvision"),
         (tiny_config(data__protocol="svhn"), r"unknown data protocol 'svhn'; known: \["),
         (tiny_config(train__epochs=0), r"'train.epochs' must be >= 1"),

@@ -325,6 +325,11 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
 
     if cfg.loss.name not in LOSSES:
         raise ConfigError(f"config key 'loss.name': {LOSSES.unknown(cfg.loss.name)}")
+    if LOSSES[cfg.loss.name].task != "single-label":
+        raise ConfigError(
+            f"config key 'loss.name': {cfg.loss.name!r} is a multi-label loss (targets (N, C)); "
+            "the trainer trains single-label runs, use cdbloss.lab.experiments.multilabel_study"
+        )
     try:
         check_loss_options(cfg.loss.name, cfg.loss.options)
     except ValueError as err:
