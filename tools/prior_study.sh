@@ -9,6 +9,7 @@
 #   bash tools/prior_study.sh mnist 'V1, V2'        # chosen candidates (on validation) on MNIST-LT
 #   bash tools/prior_study.sh cifar 'V1, V2'   # chosen candidates on the CPU CIFAR-10-LT
 #   bash tools/prior_study.sh epochs                # part 3: CE, BS, LDAM-DRW at 32 and 64 epochs
+#   bash tools/prior_study.sh niche                 # part 4: balanced, hard head, label noise
 #   python -m cdbloss.lab.experiments.prior_tables --out results/prior_study/tables.md
 # Factors 100 and 10, seeds 0-2 (SEED_LIST=0 FACTOR_LIST=100 narrow them). CLI overrides the python
 # that runs the sweeps; WORKERS the worker count.
@@ -59,5 +60,21 @@ case "${1:-}" in
   epochs)
     study_sweep "$OUT/cifar10_lt_cpu_epochs" configs/cifar10_lt_cpu_epochs.yaml
     ;;
-  *) echo "usage: $0 screen | mnist 'VARIANTS' | cifar 'VARIANTS' [FACTORS] | epochs" >&2; exit 2 ;;
+  niche)
+    # Part 4, where difficulty and frequency disagree (CPU CIFAR-10-LT, ResNet-8, seeds 0-2):
+    # a balanced subset of 1,000 images a class (Balanced Softmax is CE there); a tail whose
+    # head holds the hardest classes (cat, dog, bird, deer); 30 % symmetric label noise on the
+    # two head classes (airplane, automobile; training labels only).
+    R='{loss.name: cdb-ce, loss.options: {defer_until: 13}}'
+    study_sweep "$OUT/cifar10_niche_balanced" configs/cifar10_lt_cpu.yaml "$SEEDS" \
+      'sweep.data.options.imbalance_factor=[1]' 'data.options.max_per_class=1000' \
+      "sweep.variants=[{loss.name: ce}, {loss.name: focal, loss.options: {gamma: 1.0}}, {loss.name: cdb-ce}, $R]"
+    V="sweep.variants=[{loss.name: ce}, {loss.name: balanced-softmax}, {loss.name: cdb-bs}, {loss.name: cdb-bs-offset}, $R]"
+    study_sweep "$OUT/cifar10_niche_hard_head" configs/cifar10_lt_cpu.yaml "$SEEDS" \
+      'sweep.data.options.imbalance_factor=[100]' 'data.options.class_order=[3,5,2,4,0,1,6,7,8,9]' "$V"
+    study_sweep "$OUT/cifar10_niche_noise" configs/cifar10_lt_cpu.yaml "$SEEDS" \
+      'sweep.data.options.imbalance_factor=[100]' 'data.options.label_noise=0.3' \
+      'data.options.noisy_classes=[0,1]' "$V"
+    ;;
+  *) echo "usage: $0 screen | mnist 'VARIANTS' | cifar 'VARIANTS' | epochs | niche" >&2; exit 2 ;;
 esac
