@@ -12,6 +12,14 @@ Five lines in your own loop::
 from __future__ import annotations
 
 from cdbloss.cdb import CDBWeighting, EmptyTrackerWarning, SwingWarning
+from cdbloss.decoupled import (
+    ClassScale,
+    MaxNorm,
+    class_balanced_indices,
+    max_norm_,
+    posthoc_logit_adjust,
+    tau_normalize,
+)
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.losses import (
     LOSSES,
@@ -59,6 +67,7 @@ __all__ = [
     "CDBWeighting",
     "ClassBalancedLoss",
     "ClassDifficulty",
+    "ClassScale",
     "CrossEntropyLoss",
     "EmptyTrackerWarning",
     "EqualizationLoss",
@@ -66,6 +75,7 @@ __all__ = [
     "InverseFrequencyLoss",
     "LDAMLoss",
     "LogitAdjustedLoss",
+    "MaxNorm",
     "SwingWarning",
     "__version__",
     "balanced_softmax_loss",
@@ -73,6 +83,7 @@ __all__ = [
     "cdb_cross_entropy",
     "cdb_loss",
     "cdb_weights",
+    "class_balanced_indices",
     "class_balanced_loss",
     "class_balanced_weights",
     "drw_weights",
@@ -84,6 +95,9 @@ __all__ = [
     "ldam_loss",
     "ldam_margins",
     "logit_adjusted_loss",
+    "max_norm_",
     "normalize_weights",
+    "posthoc_logit_adjust",
+    "tau_normalize",
     "weighted_cross_entropy",
 ]
