@@ -125,3 +125,17 @@ def test_class_balanced_indices_draw_classes_evenly_and_are_seeded() -> None:
 def test_exported_from_the_package() -> None:
     for name in ("tau_normalize", "posthoc_logit_adjust", "max_norm_", "MaxNorm", "ClassScale"):
         assert name in cdbloss.__all__
+
+
+def test_the_docs_example_runs_and_prints_what_the_page_says() -> None:
+    import contextlib
+    import io
+    from pathlib import Path
+
+    from tests.docs_blocks import example, printed
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "decoupled.md"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(example(page, "decoupled"), str(page), "exec"), {})
+    assert out.getvalue().splitlines() == printed(page, "decoupled")
