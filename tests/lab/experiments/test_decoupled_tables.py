@@ -58,3 +58,13 @@ def test_the_committed_tables_are_what_the_script_prints(
     (tmp_path / "stale.md").write_text("old\n")
     assert main(["--check", str(tmp_path / "stale.md")], ROOT) == 1
     assert "stale.md is stale" in capsys.readouterr().err
+
+
+def test_report_labels_name_the_second_stage() -> None:
+    from cdbloss.lab.experiments.report import method_label
+
+    assert method_label({"loss": {"name": "ce"}}) == "CE"
+    assert method_label({"loss": {"name": "ce"}, "stage2": {"method": "crt"}}) == "CE + cRT"
+    assert method_label({"loss": {"name": "ce"}, "stage2": {"method": "wb"}}).endswith(
+        "+ weight balancing"
+    )

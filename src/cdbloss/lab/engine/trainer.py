@@ -946,12 +946,8 @@ class Trainer:
                     f"train.select_metric {metric!r} is not a validation metric; "
                     f"known: {sorted(k for k, v in val.items() if isinstance(v, float))}"
                 )
-            grid.append(
-                {
-                    "tau": tau,
-                    **{f"val_{k}": val[k] for k in {metric, "top1_accuracy", "macro_recall"}},
-                }
-            )
+            keys = dict.fromkeys([metric, "top1_accuracy", "macro_recall"])  # ordered, unique
+            grid.append({"tau": tau, **{f"val_{k}": val[k] for k in keys}})
         chosen = posthoc_choice(grid, metric)
         val_s = time.perf_counter() - t0
         final = posthoc_model(method, net, chosen["tau"], splits.class_counts)
