@@ -79,16 +79,21 @@ def stage1_config(cfg: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(cfg, stage2=Stage2Config())
 
 
-def check_stage1_run(cfg: ExperimentConfig) -> Path:
+def check_stage1_run(
+    cfg: ExperimentConfig, differences: Callable[[Path, ExperimentConfig], list[str]]
+) -> Path:
     """The stage-1 run folder of ``cfg``, after checking that it can start stage 2.
+
+    ``differences(folder, config)`` lists the config keys in which a run folder's saved
+    config differs from ``config`` (the engine's
+    :func:`~cdbloss.lab.engine.trainer.experiment_differences`; passed in, so this module
+    does not import the trainer that imports it).
 
     Raises:
         Stage1Error: ``stage2.init_from`` unset, the folder missing, its run not
             finished (no ``result.json`` saying done, or no ``checkpoint.pt``), or its
             saved config differing from ``cfg`` without ``stage2`` (the keys named).
     """
-    from cdbloss.lab.engine.trainer import experiment_differences
-
     where = cfg.stage2.init_from
     if where is None:
         raise Stage1Error(
@@ -114,7 +119,7 @@ def check_stage1_run(cfg: ExperimentConfig) -> Path:
         )
     if not (folder / "config.json").exists():
         raise Stage1Error(f"stage2.init_from {where!r}: no config.json in the run folder")
-    diff = experiment_differences(folder, stage1_config(cfg))
+    diff = differences(folder, stage1_config(cfg))
     diff = [k for k in diff if k != "name"]
     if diff:
         raise Stage1Error(

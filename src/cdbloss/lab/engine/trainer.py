@@ -487,7 +487,7 @@ class Trainer:
 
     def _check_out_dir(self) -> dict[str, Any] | None:
         """Refuse a folder holding a different experiment; return a finished result if any."""
-        diff = experiment_differences(self.out_dir, self.full_cfg)
+        diff = experiment_differences(self.out_dir, self._saved_config())
         if diff:
             raise ValueError(
                 f"output folder {str(self.out_dir)!r} holds a different experiment "
@@ -499,6 +499,11 @@ class Trainer:
             if done.get("status") == "done":
                 return done
         return None
+
+    def _saved_config(self) -> ExperimentConfig:
+        """The config the folder keeps and compares: a stage-2 run's whole config (stage 1's
+        plus ``stage2``), else the one it trains with (a fused group sets it per member)."""
+        return self.full_cfg if is_stage2(self.full_cfg) else self.cfg
 
     def _load_data(self) -> DataSplits:
         if self._splits is not None:
@@ -635,7 +640,7 @@ class Trainer:
         if finished is not None:
             return finished
         if is_stage2(cfg):  # before any data is read: the stage-1 run must be finished
-            self._stage1 = check_stage1_run(self.full_cfg)
+            self._stage1 = check_stage1_run(self.full_cfg, experiment_differences)
         if is_posthoc(cfg):
             return self._fit_posthoc()
         splits, pretrained = self._prepare()
@@ -719,7 +724,7 @@ class Trainer:
         )
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.out_dir / "config.json", config_to_dict(self.full_cfg))
+            atomic_write_json(self.out_dir / "config.json", config_to_dict(self._saved_config()))
         log = RunLog()
         if ckpt_path.exists():
             log = RunLog.from_checkpoint(
