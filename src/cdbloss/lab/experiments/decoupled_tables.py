@@ -137,7 +137,7 @@ def tables(root: Path, folders: list[str]) -> str:
         "Softmax runs. Test top-1 % (the test split is balanced, so this is also the mean "
         "per-class accuracy); `val` is the validation top-1 % the choice read; pairs are "
         "mean test difference in points (wins-ties-losses over seeds). Knobs chosen on "
-        "validation per seed, listed as seed: choice.",
+        "validation per seed, listed as seed: choice (seeds split by `;`).",
         "",
     ]
     for folder in folders:
@@ -157,7 +157,7 @@ def tables(root: Path, folders: list[str]) -> str:
                 if not picks:
                     continue
                 test = {s: c[1] for s, c in picks.items()}
-                knobs = ", ".join(f"{s}: {c[2]}" for s, c in sorted(picks.items()) if c[2])
+                knobs = "; ".join(f"{s}: {c[2]}" for s, c in sorted(picks.items()) if c[2])
                 rows.append(
                     f"| {method} | {len(picks)} | {mean(c[0] for c in picks.values()):.2f} | "
                     f"{mean(test.values()):.2f} | {_pair(test, ce)} | {_pair(test, bs)} | "
