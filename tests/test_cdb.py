@@ -397,3 +397,20 @@ def test_guard_is_silent_on_every_study_run_of_the_recipe_and_fires_on_the_autho
         assert warned is None, run
     fired = [_replay_study_run(run)[0] for run in authors]
     assert all(epoch is not None for epoch in fired), fired
+
+
+def test_swing_advice_on_two_classes_does_not_advise_the_cap() -> None:
+    """README: keep the paper's uncapped rule for two classes; the warning must not say otherwise."""
+    two = [torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])]
+    three = [torch.tensor([0.0, 1.0, 1.0]), torch.tensor([1.0, 0.0, 0.0])]
+    messages = {}
+    for flip in (two, three):
+        w = PaperWeighting(len(flip[0]), tau=1.0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for k in range(10):
+                w.update(flip[k % 2])
+        (msg,) = [str(c.message) for c in caught if issubclass(c.category, SwingWarning)]
+        messages[len(flip[0])] = msg
+    assert "max_ratio=10" not in messages[2] and "uncapped rule best" in messages[2]
+    assert "max_ratio=10" in messages[3]

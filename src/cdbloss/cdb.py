@@ -84,6 +84,12 @@ SWING_FIX = (
     "a moving average of the accuracies (momentum=0.9) and a cap on the weight ratio "
     "(max_ratio=10) keep them steady; see docs/losses.md, 'Which CDB settings to use'"
 )
+#: on two classes the study found the paper's uncapped rule best despite the swing
+SWING_TWO_CLASSES = (
+    "on two classes at a strong imbalance the study measured the paper's uncapped rule best "
+    "all the same (a cap forbids the large weight ratios such a task needs; docs/losses.md, "
+    "'Which CDB settings to use'), so this is expected there"
+)
 
 #: jump of a class's relative weight (w_c / max w) that counts as one half of a swing
 _SWING_JUMP = 0.5
@@ -442,7 +448,7 @@ class CDBWeighting(nn.Module):
                 f"CDB weights swing between classes: for {int(self.swing_run)} updates in a "
                 "row a class's weight jumped up then down by over half the largest weight "
                 f"(tau={self.tau!r}). The weights over-correct from one update to the next; "
-                f"{SWING_FIX}",
+                f"{SWING_TWO_CLASSES if self.num_classes == 2 else SWING_FIX}",
                 SwingWarning,
                 stacklevel=2,
             )

@@ -16,7 +16,23 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["ClassDifficulty"]
+__all__ = ["ClassDifficulty", "sum_over_ranks"]
+
+
+def sum_over_ranks(counts: Tensor) -> Tensor:
+    """``counts`` summed over the ranks of ``torch.distributed`` in one ``all_reduce``.
+
+    Outside a process group of more than one rank, ``counts`` itself. The
+    result lies on ``counts``' device (NCCL reduces a CPU tensor on the GPU).
+    Every rank must call it (a collective).
+    """
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return counts
+    out = counts.clone()
+    if dist.get_backend() == "nccl" and out.device.type != "cuda":
+        out = out.cuda()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.to(counts.device)
 
 
 class ClassDifficulty(nn.Module):
@@ -149,12 +165,8 @@ class ClassDifficulty(nn.Module):
         double-count. Every rank of the process group must call it (a collective).
         """
         correct, total = self.correct.clone(), self.total.clone()
-        if sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            stacked = torch.stack([correct, total])  # (2, C): one collective, not two
-            if dist.get_backend() == "nccl" and stacked.device.type != "cuda":
-                stacked = stacked.cuda()
-            dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-            stacked = stacked.to(self.correct.device)
+        if sync:
+            stacked = sum_over_ranks(torch.stack([correct, total]))  # one collective, not two
             correct, total = stacked[0], stacked[1]
         return correct, total
 

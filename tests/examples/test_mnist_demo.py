@@ -45,19 +45,40 @@ def test_the_demo_trains_both_losses_prints_the_comparison_and_reports(
         "train.val_every=1",
         "optim.milestones=[1]",
     ]
-    assert main(["--out", str(out), "--workers", "1", *tiny]) == 0
+    fashion = tmp_path / "fashion"
+    fashion.mkdir()
+    _synthetic_mnist(fashion)
+    tail = [
+        f"data.options.root={fashion}",
+        "data.options.download=false",
+        "data.options.verify=false",
+        "data.options.val_per_class=5",
+        "data.options.imbalance_factor=5",
+        "train.epochs=2",
+        "optim.milestones=[1]",
+        "optim.warmup_epochs=0",
+        "sweep.variants=[{loss.name: ce}, {loss.name: balanced-softmax}, {loss.name: cdb-bs},"
+        " {loss.name: cdb-ce, loss.options: {defer_until: 1}}]",
+    ]
+    tail_args = [a for t in tail for a in ("--tail", t)]
+    assert main(["--out", str(out), "--workers", "1", *tiny, *tail_args]) == 0
     text = capsys.readouterr().out
-    assert fetched == ["mnist"]
-    assert "2/3 training LeNet-5 on MNIST 4 vs 9, majority ratio 0.9, 2 epochs" in text
-    assert "3/3 test accuracy (balanced test set, 8 images per class)" in text
+    assert fetched == ["mnist", "fashion-mnist"]
+    assert "2/4 training LeNet-5 on MNIST 4 vs 9, majority ratio 0.9, 2 epochs" in text
+    assert "3/4 test accuracy (balanced test set, 8 images per class)" in text
     # the header names both digits with their training counts (4 of 40, 36 of 40)
     assert "4 (4 train)" in text and "9 (36 train)" in text
     assert "plain CE" in text and "CDB-CE (dynamic tau)" in text
     assert ("This is the effect the paper" in text) != ("did NOT beat plain CE" in text)
     assert (out / "report.md").is_file()
+    # part 2: the long tail, every recommended recipe beside CE and Balanced Softmax
+    assert "4/4 the long tail" in text
+    for label in ("Balanced Softmax", "cdb-bs (counts known)", "CDBLoss() deferred (no counts)"):
+        assert label in text
+    assert (tmp_path / "demo_long_tail" / "report.md").is_file()
 
     # a second call reuses both runs and says so
-    assert main(["--out", str(out), "--workers", "1", *tiny]) == 0
+    assert main(["--out", str(out), "--workers", "1", *tiny, *tail_args]) == 0
     assert "both runs were already finished" in capsys.readouterr().out
 
 

@@ -9,7 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cdbloss import CDBLoss, ClassDifficulty, cdb_cross_entropy, cdb_loss, cdb_weights, focal_loss
+from cdbloss import (
+    CDBLoss,
+    ClassDifficulty,
+    build_loss,
+    cdb_cross_entropy,
+    cdb_loss,
+    cdb_weights,
+    focal_loss,
+)
 from cdbloss.cdb import PAPER_RULE
 from cdbloss.weighting import resolve_tau
 
@@ -313,3 +321,55 @@ def test_floor_and_solved_threshold_are_not_combined() -> None:
         PaperCDBLoss(C, min_difficulty=0.002, solved_accuracy=0.99)
     with pytest.raises(ValueError, match="set one of them"):
         cdb_weights([0.5, 1.0], min_difficulty=0.002, solved_accuracy=0.99)
+
+
+# --- the difficulty as a logit offset (apply_as="offset") ------------------------------------
+
+
+def test_offset_is_minus_log_relative_weight() -> None:
+    from cdbloss import difficulty_offset
+
+    w = torch.tensor([0.5, 1.0, 2.5])
+    torch.testing.assert_close(difficulty_offset(w), -torch.log(w / w.mean()))
+    torch.testing.assert_close(difficulty_offset(w, 2.0), -2.0 * torch.log(w / w.mean()))
+    assert torch.equal(difficulty_offset(torch.ones(3)), torch.zeros(3))
+    assert torch.isfinite(difficulty_offset(torch.tensor([0.0, 1.0, 2.0]))).all()
+
+
+def test_offset_loss_is_the_unweighted_base_on_shifted_logits() -> None:
+    counts = [90, 9, 1]
+    loss = build_loss("cdb-bs-offset", 3, class_counts=counts, offset_scale=0.7)
+    loss.update_weights(torch.tensor([0.9, 0.5, 0.1]))
+    w = loss.weight
+    z, y = torch.randn(10, 3), torch.randint(0, 3, (10,))
+    prior = torch.log(torch.tensor(counts, dtype=torch.float32) / sum(counts))
+    want = F.cross_entropy(z + prior - 0.7 * torch.log(w / w.mean()), y)
+    torch.testing.assert_close(loss(z, y), want)
+    # the harder class gets the lower training logit (its raw logit is pushed up)
+    offset = -torch.log(w / w.mean())
+    assert offset[2] < offset[1] < offset[0]
+
+
+def test_offset_at_zero_scale_or_uniform_weights_is_the_base_loss() -> None:
+    z, y = torch.randn(10, 3), torch.randint(0, 3, (10,))
+    fresh = build_loss("cdb-ce-offset", 3)  # uniform weights before the first update
+    torch.testing.assert_close(fresh(z, y), F.cross_entropy(z, y))
+    off = build_loss("cdb-ce-offset", 3, offset_scale=0.0)
+    off.update_weights(torch.tensor([0.9, 0.5, 0.1]))
+    torch.testing.assert_close(off(z, y), F.cross_entropy(z, y))
+    deferred = build_loss("cdb-ce-offset", 3, defer_until=5)
+    deferred.update_weights(torch.tensor([0.9, 0.5, 0.1]))
+    torch.testing.assert_close(deferred(z, y), F.cross_entropy(z, y))  # not switched on yet
+    deferred.set_epoch(5)
+    assert not torch.allclose(deferred(z, y), F.cross_entropy(z, y))
+
+
+def test_offset_settings_are_checked_and_saved() -> None:
+    with pytest.raises(ValueError, match="apply_as must be one of"):
+        CDBLoss(3, apply_as="margin")
+    with pytest.raises(ValueError, match="offset_scale must be"):
+        CDBLoss(3, apply_as="offset", offset_scale=-1.0)
+    saved = build_loss("cdb-ce-offset", 3).state_dict()
+    with pytest.raises(ValueError, match="apply_as: checkpoint 'offset' != this 'weight'"):
+        CDBLoss(3).load_state_dict(saved)
+    CDBLoss(3, apply_as="offset").load_state_dict(saved)

@@ -18,6 +18,7 @@ from cdbloss import (
     build_loss,
     cdb_loss,
     class_balanced_loss,
+    dbm_loss,
     equalization_loss,
     focal_loss,
     inverse_frequency_cross_entropy,
@@ -29,7 +30,8 @@ from cdbloss.losses import wants_difficulty, wants_epoch
 
 C = 4
 COUNTS = [500, 60, 12, 3]
-NAMES = sorted(LOSSES)
+#: the single-label losses; the multi-label ones (targets (N, C)) are tested in test_multilabel.py
+NAMES = sorted(n for n, spec in LOSSES.items() if spec.task == "single-label")
 ACC = torch.tensor([1.0, 0.6, 0.25, 0.0])
 
 
@@ -63,7 +65,24 @@ FUNCTIONAL: dict[str, Functional] = {
     "cdb-ce-paper": lambda m, z, y: cdb_loss(z, y, m.weight, "ce", reduction=m.reduction),
     "cdb-ce-authors": lambda m, z, y: cdb_loss(z, y, m.weight, "ce", reduction=m.reduction),
     "cdb-bs": lambda m, z, y: logit_adjusted_loss(z, y, COUNTS, 1.0, m.weight, m.reduction),
+    "cdb-bs-offset": lambda m, z, y: logit_adjusted_loss(
+        z - torch.log(m.weight / m.weight.mean()), y, COUNTS, 1.0, None, m.reduction
+    ),
+    "cdb-ce-offset": lambda m, z, y: weighted_cross_entropy(
+        z - torch.log(m.weight / m.weight.mean()), y, None, m.reduction
+    ),
+    "dbm": lambda m, z, y: dbm_loss(z, y, m.class_margins, 30.0, 1.0, None, None, m.reduction),
+    "dbm-bs": lambda m, z, y: dbm_loss(
+        z, y, m.class_margins, 30.0, 1.0, m.log_prior, None, m.reduction
+    ),
 }
+#: losses on a cosine classifier: their logits are cosines in [-1, 1]
+COSINE = {"dbm", "dbm-bs"}
+
+
+def logits_for(name: str, z: Tensor) -> Tensor:
+    """``z`` as the logits loss ``name`` takes: squashed into [-1, 1] for the cosine losses."""
+    return torch.tanh(z) if name in COSINE else z
 
 
 def batch(seed: int = 0, n: int = 16) -> tuple[Tensor, Tensor]:
@@ -79,13 +98,14 @@ def seeded(fn: Callable[[], Tensor]) -> Tensor:
 
 
 def test_every_registered_loss_has_a_functional_form_here() -> None:
-    assert set(FUNCTIONAL) == set(LOSSES)
+    assert set(FUNCTIONAL) == set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_module_equals_function(name: str, reduction: str) -> None:
     z, y = batch(1)
+    z = logits_for(name, z)
     m = make(name, reduction)
     za, zb = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
     a = seeded(lambda: m(za, y))
@@ -99,6 +119,7 @@ def test_module_equals_function(name: str, reduction: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_gradcheck_float64(name: str) -> None:
     z, y = batch(2, n=6)
+    z = logits_for(name, z)
     m = make(name)
     if name == "eql":
         m.gamma = 1.0  # deterministic mask: gradcheck evaluates the loss many times
@@ -109,6 +130,7 @@ def test_gradcheck_float64(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_reductions_agree(name: str) -> None:
     z, y = batch(3)
+    z = logits_for(name, z)
     none = seeded(lambda: make(name, "none")(z, y))
     assert none.shape == (len(y),)
     total = seeded(lambda: make(name, "sum")(z, y))
@@ -120,6 +142,7 @@ def test_reductions_agree(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_round_trip(name: str) -> None:
     z, y = batch(4)
+    z = logits_for(name, z)
     m = make(name)
     fresh = build_loss(name, C, class_counts=COUNTS, reduction="mean").double()
     fresh.load_state_dict(m.state_dict())
@@ -129,6 +152,7 @@ def test_state_dict_round_trip(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_ignore_index_drops_samples(name: str) -> None:
     z, y = batch(5)
+    z = logits_for(name, z)
     m = make(name, "sum")
     y_ign = y.clone()
     y_ign[::2] = -100
@@ -143,6 +167,7 @@ def test_ignore_index_drops_samples(name: str) -> None:
 def test_bad_input_is_a_clear_value_error(name: str) -> None:
     m = make(name)
     z, y = batch(6)
+    z = logits_for(name, z)
     with pytest.raises(ValueError, match="target values must lie in"):
         m(z, torch.full_like(y, C))
     with pytest.raises(ValueError, match="logits must have shape"):
@@ -178,7 +203,7 @@ def test_a_subclass_that_provides_weight_takes_none() -> None:
 
 def test_needs_counts_is_read_from_the_constructors() -> None:
     # the decorator derives it from a required class_counts argument; cdb-bs sets it
-    needs = {name for name, spec in LOSSES.items() if spec.needs_counts}
+    needs = {name for name in NAMES if LOSSES[name].needs_counts}
     assert needs == {
         "ifw",
         "ifw-sqrt",
@@ -190,6 +215,9 @@ def test_needs_counts_is_read_from_the_constructors() -> None:
         "logit-adjusted",
         "eql",
         "cdb-bs",
+        "cdb-bs-offset",
+        "dbm",
+        "dbm-bs",
     }
     for name in needs:
         with pytest.raises(ValueError, match=f"loss '{name}' needs class_counts"):
@@ -228,7 +256,7 @@ def test_no_nan_or_inf(
         m.update_weights(torch.tensor(acc))  # type: ignore[operator]
     if wants_epoch(m):
         m.set_epoch(10_000)  # type: ignore[operator]
-    z = torch.tensor(rows, dtype=torch.float32, requires_grad=True)
+    z = logits_for(name, torch.tensor(rows, dtype=torch.float32)).requires_grad_(True)
     out = m(z, torch.tensor(target))
     assert torch.isfinite(out).all()
     out.sum().backward()

@@ -12,16 +12,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cdbloss import LOSSES, ClassDifficulty, build_loss, focal_loss, weighted_cross_entropy
-from cdbloss.losses import wants_difficulty, wants_epoch
+from cdbloss.losses import is_multilabel, wants_difficulty, wants_epoch
 
 C = 4
 COUNTS = [500, 60, 12, 3]
 ACC = torch.tensor([1.0, 0.6, 0.25, 0.0])
-NAMES = sorted(LOSSES)
+#: the single-label losses (the multi-label ones, targets (N, C), have tests/losses/test_multilabel.py)
+NAMES = sorted(n for n in LOSSES if not is_multilabel(n))
 #: losses whose every class term is a cross-entropy: equal to F.cross_entropy on (shifted) logits
 CE_FAMILY = ["ce", "ifw", "ifw-sqrt", "cb-ce", "cdb-ce", "cdb-ce-paper", "cdb-ce-authors"]
-#: the losses that take probability targets (LDAM and EQL need a class index)
-SOFT_OK = [n for n in NAMES if n not in ("ldam", "ldam-drw", "eql")]
+#: losses on a cosine classifier (their logits are cosines in [-1, 1])
+COSINE = ("dbm", "dbm-bs")
+#: the losses that take probability targets (LDAM, DBM and EQL need a class index)
+SOFT_OK = [n for n in NAMES if n not in ("ldam", "ldam-drw", "eql", *COSINE)]
 TORCH_REDUCTIONS = ["none", "sum", "mean"]
 
 
@@ -52,6 +55,20 @@ def rows(z: Tensor) -> Tensor:
     return z.movedim(1, -1).reshape(-1, z.shape[1])
 
 
+def torch_form(loss: nn.Module, name: str, z: Tensor) -> tuple[Tensor, Tensor]:
+    """The logits and class weights with which ``F.cross_entropy`` equals ``loss``."""
+    shape = (-1, *([1] * (z.dim() - 2)))
+    weight = loss.weight.double()
+    shift = getattr(loss, "log_prior", None)
+    if shift is not None:  # logit adjustment / Balanced Softmax: CE on z + tau log prior
+        tau = getattr(loss, "tau", 1.0) if not name.startswith("cdb-bs") else 1.0
+        z = z + tau * shift.double().reshape(shape)
+    if getattr(loss, "apply_as", "weight") == "offset":  # the weights as logit offsets
+        z = z - torch.log(weight / weight.mean()).reshape(shape)
+        weight = torch.ones_like(weight)
+    return z, weight
+
+
 def seeded(loss: nn.Module, z: Tensor, y: Tensor) -> Tensor:
     torch.manual_seed(7)  # EQL draws its Bernoulli masks from the global RNG
     return loss(z, y)
@@ -62,6 +79,8 @@ def seeded(loss: nn.Module, z: Tensor, y: Tensor) -> Tensor:
 def test_spatial_logits_count_every_position_as_a_sample(name: str, reduction: str) -> None:
     loss = make(name, reduction)
     z, y = spatial_batch()
+    if name in COSINE:
+        z = torch.tanh(z)
     z.requires_grad_(True)
     out = seeded(loss, z, y)
     flat = seeded(loss, rows(z), y.reshape(-1))
@@ -99,12 +118,8 @@ def test_probability_targets_equal_torch(name: str, reduction: str, layout: str)
     if layout == "rows":
         z = rows(z)
     p = probs_like(z)
-    shift = getattr(loss, "log_prior", None)
-    zz = z
-    if shift is not None:  # logit adjustment / Balanced Softmax: CE on z + tau log prior
-        tau = getattr(loss, "tau", 1.0) if name != "cdb-bs" else 1.0
-        zz = z + tau * shift.double().reshape(-1, *([1] * (z.dim() - 2)))
-    want = F.cross_entropy(zz, p, weight=loss.weight.double(), reduction=reduction)
+    zz, weight = torch_form(loss, name, z)
+    want = F.cross_entropy(zz, p, weight=weight, reduction=reduction)
     torch.testing.assert_close(loss(z, p), want)
 
 
@@ -114,20 +129,14 @@ def test_label_smoothing_equals_torch(name: str, reduction: str) -> None:
     gamma = {"gamma": 0.0} if "focal" in name else {}
     loss = make(name, reduction, label_smoothing=0.15, **gamma)
     z, y = spatial_batch()
-    zz = z
-    shift = getattr(loss, "log_prior", None)
-    if shift is not None:
-        tau = getattr(loss, "tau", 1.0) if name != "cdb-bs" else 1.0
-        zz = z + tau * shift.double().reshape(-1, 1, 1)
-    want = F.cross_entropy(
-        zz, y, weight=loss.weight.double(), reduction=reduction, label_smoothing=0.15
-    )
+    zz, weight = torch_form(loss, name, z)
+    want = F.cross_entropy(zz, y, weight=weight, reduction=reduction, label_smoothing=0.15)
     torch.testing.assert_close(loss(z, y), want)
     # and on (N, C) rows
     want_rows = F.cross_entropy(
         rows(zz),
         y.reshape(-1),
-        weight=loss.weight.double(),
+        weight=weight,
         reduction=reduction,
         label_smoothing=0.15,
     )
@@ -166,10 +175,11 @@ def test_focal_with_probability_targets_weighs_every_class_term() -> None:
     assert not torch.allclose(focal_loss(z, p, alpha, 2.0), F.cross_entropy(z, p, weight=alpha))
 
 
-@pytest.mark.parametrize("name", ["ldam", "ldam-drw", "eql"])
+@pytest.mark.parametrize("name", ["ldam", "ldam-drw", "eql", *COSINE])
 def test_losses_that_need_a_class_index_refuse_probabilities(name: str) -> None:
     loss = make(name)
     z, _ = spatial_batch()
+    z = torch.tanh(z) if name in COSINE else z
     with pytest.raises(ValueError, match=r"probability targets .* are not supported"):
         loss(z, probs_like(z))
 

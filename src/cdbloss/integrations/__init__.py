@@ -10,6 +10,9 @@ beyond cdbloss itself:
   Hugging Face ``transformers`` ``TrainerCallback``
   (``pip install "cdb-loss[transformers]"``).
 
+Both drive a :class:`~cdbloss.CDBLoss` or a :class:`~cdbloss.MultiLabelCDBLoss`
+(what they share, importing no framework, is in ``_common``).
+
 Both names can also be read from this package (``from cdbloss.integrations
 import CDBCallback``); the framework is then imported on that first access.
 See ``docs/integrations.md`` for the wiring and complete examples.

@@ -3,18 +3,22 @@
 Contract
 --------
 - The :class:`~lightning.pytorch.LightningModule` holds a
-  :class:`~cdbloss.CDBLoss` at the attribute named by ``loss_attr`` (default
+  :class:`~cdbloss.CDBLoss` or a :class:`~cdbloss.MultiLabelCDBLoss` at the
+  attribute named by ``loss_attr`` (default
   ``"loss_fn"``; a dotted path such as ``"criterion.cdb"`` is followed). Make it
   a submodule (assign it in ``__init__``) so its weights move with the module
   and are saved in its ``state_dict`` and in checkpoints.
 - ``validation_step`` returns a dict holding the batch's logits ``(N, C)`` (or
   predicted labels ``(N,)``) under ``logits_key`` (default ``"logits"``) and
-  its targets ``(N,)`` under ``target_key`` (default ``"target"``).
+  its targets ``(N,)`` under ``target_key`` (default ``"target"``). For the
+  multi-label loss: logits (or 0/1 predictions) ``(N, C)`` and targets ``(N, C)``.
 
-At each validation pass of ``trainer.fit`` the callback resets a
-:class:`~cdbloss.ClassDifficulty` tracker, counts every batch of the
-validation dataloader ``dataloader_idx``, and at the end of the pass calls
-``update_weights`` on the loss: ``w_c = (1 - A_c) ** tau``. The sanity-check
+At each validation pass of ``trainer.fit`` the callback resets a tracker (a
+:class:`~cdbloss.ClassDifficulty` for the single-label loss, a
+:class:`~cdbloss.MultiLabelDifficulty` for the multi-label one), counts every
+batch of the validation dataloader ``dataloader_idx``, and at the end of the
+pass calls ``update_weights`` on the loss: ``w_c = (1 - A_c) ** tau``, with
+``A_c`` the per-class accuracy or the per-label ``measure`` of the multi-label loss. The sanity-check
 validation that Lightning runs before training is skipped, so the first
 training epoch is plain cross-entropy as in the paper. Under DDP the tracker
 sums its counts over all ranks, so every rank gets the same weights.
@@ -36,8 +40,19 @@ from typing import Any
 
 from torch import Tensor
 
-from cdbloss.difficulty import ClassDifficulty
-from cdbloss.losses.cdb import CDBLoss
+from cdbloss.integrations._common import (
+    ACCEPTED,
+    AnyCDBLoss,
+    Tracker,
+    fits,
+    is_cdb_loss,
+    load_tracker_state,
+    new_tracker,
+    score_name,
+    scores,
+    tracker_state,
+    update_weights,
+)
 
 try:
     import lightning.pytorch as pl
@@ -55,32 +70,36 @@ __all__ = ["CDBCallback"]
 
 
 class CDBCallback(Callback):
-    """Feeds a :class:`~cdbloss.ClassDifficulty` tracker from the validation loop
-    and sets the CDB weights of the module's loss after each validation pass.
+    """Feeds a tracker from the validation loop and sets the CDB weights of the
+    module's loss after each validation pass.
 
     Args:
         loss_attr: attribute of the LightningModule holding the
-            :class:`~cdbloss.CDBLoss` (dots follow nested attributes).
+            :class:`~cdbloss.CDBLoss` or :class:`~cdbloss.MultiLabelCDBLoss`
+            (dots follow nested attributes).
         num_classes: ``C``; defaults to the loss's ``num_classes``. When given
             it must match the loss (a check against a misconfigured loss).
         logits_key: key of the logits ``(N, C)`` or predicted labels ``(N,)`` in
-            the dict returned by ``validation_step``.
-        target_key: key of the targets ``(N,)`` in that dict.
+            the dict returned by ``validation_step`` (multi-label: logits or 0/1
+            predictions ``(N, C)``).
+        target_key: key of the targets ``(N,)`` in that dict (multi-label: ``(N, C)``).
         dataloader_idx: the validation dataloader whose accuracy sets the
             weights (others are ignored); ``None`` counts every dataloader.
         log_weights: log ``{log_prefix}/weight_{c}``, ``{log_prefix}/accuracy_{c}``
-            and ``{log_prefix}/tau`` with ``pl_module.log`` after each update.
+            (multi-label: ``{log_prefix}/<measure>_{c}``, e.g. ``cdb/f1_0``) and
+            ``{log_prefix}/tau`` with ``pl_module.log`` after each update.
         log_prefix: prefix of the logged names.
 
     Attributes:
-        tracker: the :class:`~cdbloss.ClassDifficulty` (created at ``setup``,
-            moved to the module's device at each validation start). Its counts
-            are the callback's checkpoint state.
-        loss: the :class:`~cdbloss.CDBLoss` found at ``loss_attr`` (set at ``setup``).
+        tracker: the :class:`~cdbloss.ClassDifficulty` or
+            :class:`~cdbloss.MultiLabelDifficulty` (created at ``setup``, moved
+            to the module's device at each validation start). Its counts are
+            the callback's checkpoint state.
+        loss: the loss found at ``loss_attr`` (set at ``setup``).
 
     Raises:
         ValueError: at ``setup``, when ``loss_attr`` names no attribute or
-            something that is not a ``CDBLoss``, or ``num_classes`` disagrees
+            something that is not a CDB loss, or ``num_classes`` disagrees
             with the loss; during validation, when ``validation_step`` does not
             return a dict with ``logits_key`` and ``target_key`` tensors.
     """
@@ -110,8 +129,8 @@ class CDBCallback(Callback):
         self.dataloader_idx = dataloader_idx
         self.log_weights = log_weights
         self.log_prefix = log_prefix
-        self.tracker: ClassDifficulty | None = None
-        self.loss: CDBLoss | None = None
+        self.tracker: Tracker | None = None
+        self.loss: AnyCDBLoss | None = None
         self._pending_state: dict[str, Any] | None = None
 
     @property
@@ -120,7 +139,7 @@ class CDBCallback(Callback):
 
     # -- resolving the loss ------------------------------------------------------------
 
-    def _find_loss(self, pl_module: pl.LightningModule) -> CDBLoss:
+    def _find_loss(self, pl_module: pl.LightningModule) -> AnyCDBLoss:
         obj: Any = pl_module
         walked = type(pl_module).__name__
         for part in self.loss_attr.split("."):
@@ -128,34 +147,35 @@ class CDBCallback(Callback):
                 raise ValueError(
                     f"CDBCallback(loss_attr={self.loss_attr!r}): {walked} has no attribute "
                     f"{part!r}; set loss_attr to the attribute of your LightningModule that "
-                    "holds the cdbloss.CDBLoss"
+                    f"holds {ACCEPTED}"
                 )
             obj = getattr(obj, part)
             walked = f"{walked}.{part}"
-        if not isinstance(obj, CDBLoss):
+        if not is_cdb_loss(obj):
             raise ValueError(
                 f"CDBCallback(loss_attr={self.loss_attr!r}): {walked} is a "
-                f"{type(obj).__module__}.{type(obj).__qualname__}, not a cdbloss.CDBLoss"
+                f"{type(obj).__module__}.{type(obj).__qualname__}, not {ACCEPTED}"
             )
-        return obj
+        found: AnyCDBLoss = obj
+        return found
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Find the loss and create the tracker (restoring checkpointed counts if any)."""
         loss = self._find_loss(pl_module)
         if self.num_classes is not None and self.num_classes != loss.num_classes:
             raise ValueError(
-                f"CDBCallback(num_classes={self.num_classes}) but the CDBLoss at "
+                f"CDBCallback(num_classes={self.num_classes}) but the loss at "
                 f"{self.loss_attr!r} has num_classes={loss.num_classes}"
             )
         if not any(m is loss for m in pl_module.modules()):
             rank_zero_warn(
-                f"CDBCallback: the CDBLoss at {self.loss_attr!r} is not a submodule of "
+                f"CDBCallback: the loss at {self.loss_attr!r} is not a submodule of "
                 f"{type(pl_module).__name__}; its weights are then neither moved with the "
                 "module nor saved in its checkpoints. Assign it as an attribute in __init__."
             )
         self.loss = loss
-        if self.tracker is None or self.tracker.num_classes != loss.num_classes:
-            self.tracker = ClassDifficulty(loss.num_classes, ignore_index=loss.ignore_index)
+        if not fits(self.tracker, loss):
+            self.tracker = new_tracker(loss)
         if self._pending_state is not None:
             self._load_tracker(self._pending_state)
             self._pending_state = None
@@ -166,7 +186,7 @@ class CDBCallback(Callback):
         """Count and update only in the validation passes of ``fit``, not the sanity check."""
         return bool(trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking)
 
-    def _ready(self) -> tuple[CDBLoss, ClassDifficulty]:
+    def _ready(self) -> tuple[AnyCDBLoss, Tracker]:
         if self.loss is None or self.tracker is None:
             raise RuntimeError(
                 "CDBCallback used before setup(); pass it to pl.Trainer(callbacks=...)"
@@ -226,11 +246,11 @@ class CDBCallback(Callback):
         return found[0], found[1]
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Set the loss's weights from this pass's per-class accuracy (summed over ranks)."""
+        """Set the loss's weights from this pass's per-class score (summed over ranks)."""
         if not self._active(trainer):
             return
         loss, tracker = self._ready()
-        accuracy = tracker.compute()  # a collective under torch.distributed: every rank calls it
+        accuracy = scores(loss, tracker, sync=True)  # a collective: every rank calls it
         if bool(accuracy.isnan().all()):
             rank_zero_warn(
                 "CDBCallback: the validation pass counted no sample (no batch of validation "
@@ -238,26 +258,23 @@ class CDBCallback(Callback):
                 "are left unchanged"
             )
             return
-        weights = loss.update_weights(tracker)  # counts: the weighting's prior needs them
+        weights = update_weights(loss, tracker, sync=True)  # counts: the prior needs them
         if self.log_weights:
-            p = self.log_prefix
+            p, name = self.log_prefix, score_name(loss)
             for c, (w, a) in enumerate(zip(weights.tolist(), accuracy.tolist(), strict=True)):
                 pl_module.log(f"{p}/weight_{c}", w, on_step=False, on_epoch=True)
                 if not math.isnan(a):
-                    pl_module.log(f"{p}/accuracy_{c}", a, on_step=False, on_epoch=True)
+                    pl_module.log(f"{p}/{name}_{c}", a, on_step=False, on_epoch=True)
             pl_module.log(f"{p}/tau", float(loss.tau_value), on_step=False, on_epoch=True)
 
     # -- checkpointing -------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The tracker's counts of the last validation pass (CPU tensors)."""
+        """The tracker's counts of the last validation pass (CPU tensors) and ``num_classes``:
+        ``correct`` and ``total``, or (multi-label) ``tp``, ``fp``, ``fn`` and ``tn``."""
         if self.tracker is None:
             return dict(self._pending_state) if self._pending_state is not None else {}
-        return {
-            "num_classes": self.tracker.num_classes,
-            "correct": self.tracker.correct.detach().cpu().clone(),
-            "total": self.tracker.total.detach().cpu().clone(),
-        }
+        return tracker_state(self.tracker)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the counts (kept until ``setup`` if the tracker does not exist yet)."""
@@ -270,9 +287,4 @@ class CDBCallback(Callback):
 
     def _load_tracker(self, state: dict[str, Any]) -> None:
         _, tracker = self._ready()
-        if state.get("num_classes") != tracker.num_classes:
-            raise ValueError(
-                f"CDBCallback checkpoint holds counts for {state.get('num_classes')} classes, "
-                f"the loss has {tracker.num_classes}"
-            )
-        tracker.load_state_dict({"correct": state["correct"], "total": state["total"]})
+        load_tracker_state(tracker, state, "CDBCallback")

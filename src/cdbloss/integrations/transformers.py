@@ -6,16 +6,19 @@ padding duplicates of distributed sampling removed, to ``compute_metrics``.
 :class:`CDBTrainerCallback` therefore provides three functions for the
 ``Trainer`` and is itself the callback:
 
-- ``compute_loss_func=cb.compute_loss``: the :class:`~cdbloss.CDBLoss` on the
-  model's ``logits`` (the model returns a dict or ``ModelOutput``); without it
+- ``compute_loss_func=cb.compute_loss``: the :class:`~cdbloss.CDBLoss` (or
+  :class:`~cdbloss.MultiLabelCDBLoss`, labels ``(N, C)``) on the model's
+  ``logits`` (the model returns a dict or ``ModelOutput``); without it
   training stops before the first optimizer step with a ``RuntimeError``
   (the ``Trainer`` would train with the model's own loss);
 - ``compute_metrics=cb.compute_metrics``: counts per-class correct / total
-  predictions into a :class:`~cdbloss.ClassDifficulty` and returns per-class
-  accuracy, the resulting weights and tau as metrics;
+  predictions into a :class:`~cdbloss.ClassDifficulty` (multi-label: per-label
+  TP / FP / FN / TN into a :class:`~cdbloss.MultiLabelDifficulty`) and returns
+  the per-class score, the resulting weights and tau as metrics;
 - ``preprocess_logits_for_metrics=cb.preprocess_logits_for_metrics``
   (optional): keeps only the arg-max of each row, so evaluation holds ``N``
-  labels in memory instead of ``N x C`` logits;
+  labels in memory instead of ``N x C`` logits (multi-label: 0/1 ``int8``
+  predictions at the tracker's threshold);
 - ``callbacks=[cb]``: ``on_evaluate`` applies the accuracy of the evaluation
   that just ran, ``w_c = (1 - A_c) ** tau``, to the loss.
 
@@ -53,8 +56,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from cdbloss.difficulty import ClassDifficulty
-from cdbloss.losses.cdb import CDBLoss
+from cdbloss.integrations._common import (
+    ACCEPTED,
+    AnyCDBLoss,
+    Tracker,
+    is_cdb_loss,
+    new_tracker,
+    predictions,
+    score_name,
+    scores,
+    update_weights,
+    weighting_input,
+)
 
 try:
     from transformers import (
@@ -85,7 +98,8 @@ def _first(value: Any) -> Any:
 
 
 class CDBTrainerCallback(TrainerCallback):
-    """Sets the weights of a :class:`~cdbloss.CDBLoss` from ``Trainer`` evaluations.
+    """Sets the weights of a :class:`~cdbloss.CDBLoss` or
+    :class:`~cdbloss.MultiLabelCDBLoss` from ``Trainer`` evaluations.
 
     Args:
         loss: the CDB loss whose weights to update. Make it an attribute of the
@@ -100,18 +114,21 @@ class CDBTrainerCallback(TrainerCallback):
         eval_dataset_name: when the ``Trainer``'s ``eval_dataset`` is a dict,
             the key of the dataset whose accuracy sets the weights.
         logits_key: key of the logits in the model's output dict / ``ModelOutput``.
-        log_metrics: return ``cdb_accuracy_{c}``, ``cdb_weight_{c}`` (the weights
+        log_metrics: return ``cdb_accuracy_{c}`` (multi-label: ``cdb_<measure>_{c}``,
+            e.g. ``cdb_f1_0``), ``cdb_weight_{c}`` (the weights
             this evaluation gives) and ``cdb_tau`` from :meth:`compute_metrics`;
             ``Trainer`` logs them with its prefix (``eval_cdb_weight_0``, ...).
 
     Attributes:
-        tracker: the :class:`~cdbloss.ClassDifficulty` (CPU) that counts an evaluation.
-        accuracy: per-class accuracy of the last applied evaluation, or ``None``.
+        tracker: the :class:`~cdbloss.ClassDifficulty` or
+            :class:`~cdbloss.MultiLabelDifficulty` (CPU) that counts an evaluation.
+        accuracy: per-class accuracy (multi-label: the loss's ``measure``) of the
+            last applied evaluation, or ``None``.
     """
 
     def __init__(
         self,
-        loss: CDBLoss,
+        loss: AnyCDBLoss,
         num_classes: int | None = None,
         *,
         compute_metrics: MetricsFn | None = None,
@@ -119,14 +136,14 @@ class CDBTrainerCallback(TrainerCallback):
         logits_key: str = "logits",
         log_metrics: bool = True,
     ) -> None:
-        if not isinstance(loss, CDBLoss):
+        if not is_cdb_loss(loss):
             raise ValueError(
-                "CDBTrainerCallback needs a cdbloss.CDBLoss, got "
+                f"CDBTrainerCallback needs {ACCEPTED}, got "
                 f"{type(loss).__module__}.{type(loss).__qualname__}"
             )
         if num_classes is not None and num_classes != loss.num_classes:
             raise ValueError(
-                f"CDBTrainerCallback(num_classes={num_classes!r}) but the CDBLoss has "
+                f"CDBTrainerCallback(num_classes={num_classes!r}) but the loss has "
                 f"num_classes={loss.num_classes}"
             )
         self.loss = loss
@@ -135,9 +152,9 @@ class CDBTrainerCallback(TrainerCallback):
         self.eval_dataset_name = eval_dataset_name
         self.logits_key = logits_key
         self.log_metrics = log_metrics
-        self.tracker = ClassDifficulty(loss.num_classes, ignore_index=loss.ignore_index)
+        self.tracker: Tracker = new_tracker(loss)
         self.accuracy: Tensor | None = None
-        self._pending: ClassDifficulty | None = None
+        self._pending: Tracker | None = None
         self._in_train = False
         self._loss_calls = 0  # compute_loss calls since train began
         self._loss_checked = False
@@ -179,7 +196,7 @@ class CDBTrainerCallback(TrainerCallback):
         """
         if self.loss.reduction not in ("mean", "sample_mean"):
             raise ValueError(
-                "CDBTrainerCallback.compute_loss needs a CDBLoss with reduction 'mean' or "
+                "CDBTrainerCallback.compute_loss needs a CDB loss with reduction 'mean' or "
                 f"'sample_mean' (Trainer wants a normalised scalar), got {self.loss.reduction!r}"
             )
         if labels is None:
@@ -200,22 +217,25 @@ class CDBTrainerCallback(TrainerCallback):
         return value
 
     def preprocess_logits_for_metrics(self, logits: Any, labels: Any) -> Tensor:
-        """``preprocess_logits_for_metrics`` for ``Trainer``: ``(N, C)`` logits -> ``(N,)`` labels."""
+        """``preprocess_logits_for_metrics`` for ``Trainer``: ``(N, C)`` logits -> ``(N,)``
+        labels (multi-label: ``(N, C)`` 0/1 ``int8`` at the tracker's threshold)."""
         first = _first(logits)
         if not isinstance(first, Tensor) or first.dim() != 2:
             raise ValueError(
                 "CDBTrainerCallback.preprocess_logits_for_metrics expects logits (N, C), got "
                 f"{type(first).__name__} of shape {tuple(getattr(first, 'shape', ()))}"
             )
-        return first.argmax(dim=-1)
+        return predictions(self.tracker, first)
 
     def compute_metrics(
         self, eval_pred: EvalPrediction, compute_result: bool | None = None
     ) -> dict[str, Any]:
-        """``compute_metrics`` for ``Trainer``: count per-class correct / total predictions.
+        """``compute_metrics`` for ``Trainer``: count per-class correct / total predictions
+        (multi-label: per-label TP / FP / FN / TN).
 
         Accepts logits ``(N, C)`` or predicted labels ``(N,)`` (after
-        :meth:`preprocess_logits_for_metrics`). Under
+        :meth:`preprocess_logits_for_metrics`); multi-label: logits or 0/1
+        predictions ``(N, C)``, labels ``(N, C)``. Under
         ``TrainingArguments(batch_eval_metrics=True)`` it is called per batch
         with ``compute_result``; the accuracy is taken when that is true (or
         not given, the default whole-set call) and applied in :meth:`on_evaluate`.
@@ -241,16 +261,18 @@ class CDBTrainerCallback(TrainerCallback):
         if compute_result is False:
             return metrics
 
-        acc = self.tracker.compute(sync=False)  # predictions are already gathered
+        acc = scores(self.loss, self.tracker, sync=False)  # predictions are already gathered
         pending = copy.deepcopy(self.tracker)  # the counts: the weighting's prior needs them
         self.tracker.reset()
         self._pending = pending
         if self.log_metrics and not bool(acc.isnan().all()):
             # exactly what on_evaluate will apply: the weighting previews its own update
-            weights, tau = self.loss.weighting.preview(pending, sync=False)
+            seen = weighting_input(self.loss, pending, sync=False)
+            weights, tau = self.loss.weighting.preview(seen, sync=False)
+            name = score_name(self.loss)
             for c in range(self.num_classes):
                 if not math.isnan(float(acc[c])):
-                    metrics[f"cdb_accuracy_{c}"] = float(acc[c])
+                    metrics[f"cdb_{name}_{c}"] = float(acc[c])
                 metrics[f"cdb_weight_{c}"] = float(weights[c])
             metrics["cdb_tau"] = float(tau)
         return metrics
@@ -365,7 +387,7 @@ class CDBTrainerCallback(TrainerCallback):
             return  # another dataset, or evaluate(metric_key_prefix=...) for a test set
         if state.global_step == 0:
             return  # eval_on_start: the first epoch stays plain cross-entropy
-        acc = pending.compute(sync=False)
+        acc = scores(self.loss, pending, sync=False)
         if bool(acc.isnan().all()):
             warnings.warn(
                 "CDBTrainerCallback: the evaluation counted no labelled sample; the CDB "
@@ -373,7 +395,7 @@ class CDBTrainerCallback(TrainerCallback):
                 stacklevel=2,
             )
             return
-        self.loss.update_weights(pending, sync=False)
+        update_weights(self.loss, pending, sync=False)
         self.accuracy = acc
 
     def on_epoch_begin(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from cdbloss.cdb import (
     PAPER_RULE,
+    SETTINGS,
     CDBWeighting,
     allow_missing_settings,
     check_settings,
@@ -24,12 +26,54 @@ from cdbloss.losses.logit_adjusted import log_prior
 from cdbloss.losses.registry import register_loss
 from cdbloss.weighting import TauSpec
 
-__all__ = ["BASES", "CDB_BASES", "CDBLoss", "cdb_cross_entropy", "cdb_loss"]
+__all__ = [
+    "APPLY_MODES",
+    "BASES",
+    "CDB_BASES",
+    "CDBLoss",
+    "WeightingAccess",
+    "cdb_cross_entropy",
+    "cdb_loss",
+    "difficulty_offset",
+    "weighting_from",
+]
 
 Base = Literal["ce", "focal"]
 BASES: tuple[str, ...] = ("ce", "focal")
 #: the per-sample losses CDB weights: :data:`BASES` and Balanced Softmax (needs class counts)
 CDB_BASES: tuple[str, ...] = ("ce", "focal", "balanced-softmax")
+#: how the CDB weights act on the base loss: as per-class loss weights, or as logit offsets
+APPLY_MODES: tuple[str, ...] = ("weight", "offset")
+
+#: smallest weight whose log is taken (a weight of 0 would give an infinite offset)
+_MIN_OFFSET_WEIGHT = 1e-6
+
+
+def difficulty_offset(weight: Tensor, scale: float = 1.0) -> Tensor:
+    r"""The training-time logit offset that acts like the class weights ``weight``.
+
+    .. math:: b_c = -\lambda \log \frac{w_c}{\bar w}, \qquad \bar w = \frac{1}{C}\sum_k w_k
+
+    Cross-entropy on :math:`z + b` is minimised by :math:`z_c = \log p(c \mid x) - b_c`
+    (up to a constant), so the raw logits used at test time rank classes by
+    :math:`p(c \mid x)\, (w_c / \bar w)^{\lambda}`: at :math:`\lambda = 1` the decision rule
+    that a loss weighted by :math:`w` aims at (Menon et al. 2021 make the same
+    argument for the class prior), reached by an additive, Fisher-consistent
+    correction instead of a weight that rescales the gradients. A harder class
+    (larger :math:`w_c`) gets a negative offset while training, so its raw logit
+    is pushed up. Uniform weights give zero offsets.
+
+    Args:
+        weight: ``(C,)`` positive class weights (CDB weights; weights below 1e-6
+            of their mean are taken as 1e-6 of it).
+        scale: :math:`\lambda \ge 0`.
+
+    Returns:
+        ``(C,)`` offsets in the dtype of ``weight`` (softmax ignores a constant added to
+        all of them, so only their differences matter).
+    """
+    rel = weight / weight.mean()
+    return -scale * torch.log(rel.clamp_min(_MIN_OFFSET_WEIGHT))
 
 
 def cdb_loss(
@@ -95,6 +139,58 @@ def cdb_cross_entropy(
     return cdb_loss(logits, target, weight, "ce", reduction=reduction, ignore_index=ignore_index)
 
 
+def weighting_from(scope: Mapping[str, Any]) -> CDBWeighting:
+    """The :class:`~cdbloss.CDBWeighting` of a CDB loss's constructor: built from every
+    weighting setting (:data:`cdbloss.cdb.SETTINGS`) that ``scope`` (its ``locals()``)
+    names, so each loss passes its options on without listing them a second time."""
+    return CDBWeighting(**{k: scope[k] for k in SETTINGS if k in scope})
+
+
+class WeightingAccess:
+    """The weighting's settings and state read through a CDB loss, and its epoch.
+
+    Shared by :class:`CDBLoss` and :class:`~cdbloss.MultiLabelCDBLoss`: both
+    keep a :class:`~cdbloss.CDBWeighting` at ``self.weighting``.
+    """
+
+    weighting: CDBWeighting
+
+    @property
+    def tau(self) -> TauSpec:
+        return self.weighting.tau
+
+    @property
+    def eps(self) -> float:
+        return self.weighting.eps
+
+    @property
+    def normalize(self) -> bool:
+        return self.weighting.normalize
+
+    @property
+    def momentum(self) -> float:
+        return self.weighting.momentum
+
+    @property
+    def tau_value(self) -> Tensor:
+        """The tau of the last update (NaN before it)."""
+        return self.weighting.tau_value
+
+    @property
+    def accuracy(self) -> Tensor:
+        """The per-class score the weights came from (after prior and moving average):
+        accuracy for :class:`CDBLoss`, the loss's ``measure`` for the multi-label loss."""
+        return self.weighting.accuracy
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` (from 0): ends a deferral (``defer_until``)."""
+        self.weighting.set_epoch(epoch)
+
+    def options(self) -> dict[str, Any]:
+        """The weighting's settings that differ from the paper's rule."""
+        return self.weighting.options()
+
+
 @register_loss("cdb-ce", description="CDB with cross-entropy (Sinha et al. 2020)", base="ce")
 @register_loss(
     "cdb-ce-paper",
@@ -119,7 +215,20 @@ def cdb_cross_entropy(
     base="balanced-softmax",
 )
 @register_loss("cdb-focal", description="CDB with focal loss", base="focal")
-class CDBLoss(ClassWeightedLoss):
+@register_loss(
+    "cdb-bs-offset",
+    needs_counts=True,
+    description="CDB difficulty as a logit offset beside Balanced Softmax's log prior (not in the paper)",
+    base="balanced-softmax",
+    apply_as="offset",
+)
+@register_loss(
+    "cdb-ce-offset",
+    description="CDB difficulty as a logit offset on cross-entropy (not in the paper)",
+    base="ce",
+    apply_as="offset",
+)
+class CDBLoss(WeightingAccess, ClassWeightedLoss):
     r"""Class-wise Difficulty-Balanced loss: a weighted loss plus a :class:`~cdbloss.CDBWeighting`.
 
     The weights live in ``loss.weighting`` (its buffers, so ``state_dict()``
@@ -149,6 +258,12 @@ class CDBLoss(ClassWeightedLoss):
         ignore_index: targets to skip.
         class_counts: training samples per class ``(C,)``, for ``base="balanced-softmax"``.
         label_smoothing: :math:`\varepsilon` in ``[0, 1]`` (as ``nn.CrossEntropyLoss``).
+        apply_as: how the CDB weights act: ``"weight"`` (the paper: each sample's
+            loss times :math:`w_{y_i}`) or ``"offset"`` (the base loss, unweighted,
+            on the logits plus :func:`difficulty_offset`:
+            :math:`z_c - \lambda \log(w_c / \bar w)`, added beside Balanced Softmax's
+            :math:`\log n_c`; ``build_loss("cdb-bs-offset")``).
+        offset_scale: :math:`\lambda \ge 0` of ``apply_as="offset"``.
 
     Shape:
         logits ``(N, C)``, target ``(N,)`` -> scalar, or ``(N,)`` for ``reduction="none"``;
@@ -187,6 +302,8 @@ class CDBLoss(ClassWeightedLoss):
         swing_patience: int = 3,
         class_counts: Sequence[int] | Tensor | None = None,
         label_smoothing: float = 0.0,
+        apply_as: str = "weight",
+        offset_scale: float = 1.0,
     ) -> None:
         super().__init__(
             num_classes,
@@ -199,20 +316,14 @@ class CDBLoss(ClassWeightedLoss):
         if base not in CDB_BASES:
             raise ValueError(f"base must be one of {CDB_BASES}, got {base!r}")
         _check_gamma(gamma)
-        self.weighting = CDBWeighting(
-            num_classes,
-            tau=tau,
-            eps=eps,
-            normalize=normalize,
-            momentum=momentum,
-            min_difficulty=min_difficulty,
-            solved_accuracy=solved_accuracy,
-            max_ratio=max_ratio,
-            defer_until=defer_until,
-            prior_strength=prior_strength,
-            source=source,
-            swing_patience=swing_patience,
-        )
+        if apply_as not in APPLY_MODES:
+            raise ValueError(f"apply_as must be one of {APPLY_MODES}, got {apply_as!r}")
+        ok = isinstance(offset_scale, (int, float)) and not isinstance(offset_scale, bool)
+        if not ok or not math.isfinite(offset_scale) or offset_scale < 0:
+            raise ValueError(f"offset_scale must be a finite float >= 0, got {offset_scale!r}")
+        self.apply_as = apply_as
+        self.offset_scale = float(offset_scale)
+        self.weighting = weighting_from(locals())
         self.base = base
         self.gamma = float(gamma)
         if base == "balanced-softmax":
@@ -233,6 +344,8 @@ class CDBLoss(ClassWeightedLoss):
             "reduction": self.reduction,
             "ignore_index": self.ignore_index,
             "label_smoothing": self.label_smoothing,
+            "apply_as": self.apply_as,
+            "offset_scale": self.offset_scale,
         }
 
     def get_extra_state(self) -> Tensor:
@@ -254,49 +367,29 @@ class CDBLoss(ClassWeightedLoss):
             "or set_weight(weight)"
         )
 
-    @property
-    def tau(self) -> TauSpec:
-        return self.weighting.tau
-
-    @property
-    def eps(self) -> float:
-        return self.weighting.eps
-
-    @property
-    def normalize(self) -> bool:
-        return self.weighting.normalize
-
-    @property
-    def momentum(self) -> float:
-        return self.weighting.momentum
-
-    @property
-    def tau_value(self) -> Tensor:
-        """The tau of the last update (NaN before it)."""
-        return self.weighting.tau_value
-
-    @property
-    def accuracy(self) -> Tensor:
-        """The accuracy the weights came from (after prior and moving average)."""
-        return self.weighting.accuracy
-
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.weighting.source == "train" and self.training and torch.is_grad_enabled():
             self._observe(logits, target)
         base = self.base
+        shaped = logits.dim() >= 2 and logits.shape[1] == self.num_classes
         if base == "balanced-softmax":
             base = "ce"
-            if logits.dim() >= 2 and logits.shape[1] == self.num_classes:
+            if shaped:
                 logits = class_bias(logits, self.log_prior)
+        weight: Tensor | None = self.weight
+        if self.apply_as == "offset":
+            if shaped:
+                logits = class_bias(logits, difficulty_offset(self.weight, self.offset_scale))
+            weight = None
         return cdb_loss(
             logits,
             target,
-            self.weight,
+            weight,
             base,
             self.gamma,
             self.reduction,
             self.ignore_index,
-            weight_positive=self.weight_positive(),
+            weight_positive=True if weight is None else self.weight_positive(),
             label_smoothing=self.label_smoothing,
         )
 
@@ -327,17 +420,14 @@ class CDBLoss(ClassWeightedLoss):
         """
         return self.weighting.update(accuracy, sync=sync)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` (from 0): ends a deferral (``defer_until``)."""
-        self.weighting.set_epoch(epoch)
-
-    def options(self) -> dict[str, Any]:
-        """The weighting's settings that differ from the paper's rule."""
-        return self.weighting.options()
-
     def extra_repr(self) -> str:
         gamma = f", gamma={self.gamma}" if self.base == "focal" else ""
+        offset = (
+            f", apply_as='offset', offset_scale={self.offset_scale:g}"
+            if self.apply_as == "offset"
+            else ""
+        )
         return (
             f"num_classes={self.num_classes}, reduction={self.reduction!r}, "
-            f"base={self.base!r}{gamma}"
+            f"base={self.base!r}{gamma}{offset}"
         )

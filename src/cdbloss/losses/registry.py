@@ -27,8 +27,11 @@ from cdbloss.registry import Registry
 
 __all__ = [
     "LOSSES",
+    "TASKS",
     "LossSpec",
     "build_loss",
+    "check_loss_options",
+    "is_multilabel",
     "register_loss",
     "resolved_options",
     "wants_difficulty",
@@ -36,6 +39,10 @@ __all__ = [
 ]
 
 Counts = Sequence[int] | Tensor | None
+
+#: what a loss trains: ``"single-label"`` (logits ``(N, C)``, target ``(N,)``,
+#: softmax) or ``"multi-label"`` (logits ``(N, C)``, target ``(N, C)`` in {0, 1}, sigmoid)
+TASKS: tuple[str, ...] = ("single-label", "multi-label")
 L = TypeVar("L", bound=type[nn.Module])
 
 
@@ -48,6 +55,7 @@ class LossSpec:
     needs_counts: bool
     defaults: dict[str, Any]
     description: str
+    task: str = "single-label"
 
 
 #: Registered losses by name (filled by :func:`register_loss` on each loss class).
@@ -59,6 +67,7 @@ def register_loss(
     *,
     needs_counts: bool | None = None,
     description: str = "",
+    task: str = "single-label",
     **defaults: Any,
 ) -> Callable[[L], L]:
     """Class decorator: register the loss class as ``name`` with default keyword options.
@@ -72,15 +81,19 @@ def register_loss(
         needs_counts: whether :func:`build_loss` must get ``class_counts``;
             by default, whether the constructor requires ``class_counts``.
         description: one line for listings.
+        task: one of :data:`TASKS`, the targets the loss takes.
         **defaults: constructor options this name fixes (the caller may override them).
 
     Raises:
         ValueError: if ``name`` is already registered.
     """
 
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
     def deco(cls: L) -> L:
         needs = _requires_counts(cls) if needs_counts is None else needs_counts
-        LOSSES.add(name, LossSpec(name, cls, needs, dict(defaults), description))
+        LOSSES.add(name, LossSpec(name, cls, needs, dict(defaults), description, task))
         return cls
 
     return deco
@@ -112,12 +125,9 @@ def build_loss(
         'CDBLoss'
     """
     spec = LOSSES.lookup(name)
+    check_loss_options(name, options)
     kwargs = {**spec.defaults, **options}
     accepted = _accepted(spec.cls)
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        valid = sorted(accepted - {"num_classes", "class_counts"} - set(spec.defaults))
-        raise ValueError(f"loss {name!r} got unknown options {unknown}; it accepts {valid}")
     if spec.needs_counts:
         if class_counts is None:
             raise ValueError(f"loss {name!r} needs class_counts (training samples per class)")
@@ -125,6 +135,20 @@ def build_loss(
     elif class_counts is not None and "class_counts" in accepted:
         kwargs.setdefault("class_counts", class_counts)  # optional: used by some settings
     return spec.cls(num_classes=num_classes, **kwargs)
+
+
+def check_loss_options(name: str, options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the valid options when loss ``name`` does not take one of ``options``.
+
+    Needs no data: a config's ``loss.options`` are checked with it before anything loads.
+    ``num_classes`` and ``class_counts`` come from the data, not from the options.
+    """
+    spec = LOSSES.lookup(name)
+    accepted = _accepted(spec.cls)
+    unknown = sorted(set(options) - (accepted - {"num_classes", "class_counts"}))
+    if unknown:
+        valid = sorted(accepted - {"num_classes", "class_counts"} - set(spec.defaults))
+        raise ValueError(f"loss {name!r} got unknown options {unknown}; it accepts {valid}")
 
 
 def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +188,11 @@ def _default_of(cls: type, key: str) -> Any:
     if param is None:
         raise KeyError(key)
     return param.default
+
+
+def is_multilabel(name: str) -> bool:
+    """True if the loss registered as ``name`` takes multi-label targets ``(N, C)``."""
+    return LOSSES.lookup(name).task == "multi-label"
 
 
 def wants_difficulty(loss: nn.Module) -> bool:

@@ -26,7 +26,7 @@ def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable")
 
-    monkeypatch.setattr(mn.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     return calls
 
 

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 import cdbloss.lab.data.cifar as cf
+import cdbloss.lab.data.cifar_sources as cs
 from tests.real_data import shared
 
 # --- writing the official format ------------------------------------------------
@@ -196,9 +197,9 @@ def test_object_array_and_bad_types_refused(tmp_path: Path) -> None:
         pickle.dumps({"labels": [0], "data": np.array([[1] * 3072], dtype=object)}, protocol=3), "b"
     )
     with pytest.raises(ValueError, match=r"'data' must be \(N, 3072\) uint8"):
-        cf._parse_batch(obj, spec, "b")
+        cs._parse_batch(obj, spec, "b")
     with pytest.raises(ValueError, match="'labels' must be a list of ints"):
-        cf._parse_batch({"labels": ["0"], "data": np.zeros((1, 3072), np.uint8)}, spec, "b")
+        cs._parse_batch({"labels": ["0"], "data": np.zeros((1, 3072), np.uint8)}, spec, "b")
     with pytest.raises(ValueError, match="expected a dict at the top level, got list"):
         cf.restricted_unpickle(pickle.dumps([1, 2], protocol=2), "b")
     with pytest.raises(ValueError, match="not a valid CIFAR pickle"):
@@ -444,7 +445,7 @@ def test_decoded_once_then_served_from_cache(
     def no_decoding(*_a: Any, **_k: Any) -> None:
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(cf, "read_cifar_imagefolder", no_decoding)
+    monkeypatch.setattr(cs, "read_cifar_imagefolder", no_decoding)
     second = cf.load_cifar("cifar10", source=z)
     np.testing.assert_array_equal(first.train_images, second.train_images)
     np.testing.assert_array_equal(first.test_labels, second.test_labels)
@@ -584,7 +585,7 @@ def test_real_zip_checksum_layout_and_members(real_zip: Path) -> None:
     assert hashlib.sha256(real_zip.read_bytes()).hexdigest() in spec.jpeg_zip_sha256
     with zipfile.ZipFile(real_zip) as z:
         names = [i.filename for i in z.infolist() if not i.is_dir()]
-        groups = cf._layout(names, str(real_zip))
+        groups = cs._layout(names, str(real_zip))
         assert sorted(groups["train"]) == list(cf.CIFAR10_CLASSES)
         assert {c: len(v) for c, v in groups["train"].items()} == dict.fromkeys(
             cf.CIFAR10_CLASSES, 5000
@@ -593,7 +594,7 @@ def test_real_zip_checksum_layout_and_members(real_zip: Path) -> None:
             cf.CIFAR10_CLASSES, 1000
         )
         for n in random.Random(0).sample(names, 20):
-            img = cf._decode(z.read(n), n)
+            img = cs._decode(z.read(n), n)
             assert img.shape == (3, 32, 32) and img.dtype == np.uint8
 
 
@@ -635,6 +636,6 @@ def test_cache_key_names_the_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyP
     z = _small_zip(tmp_path, monkeypatch)
     first = Path(cf.load_cifar("cifar10", source=z).source["cache"])
     assert f"-v{cf.DECODED_LAYOUT}-pil" in first.name
-    monkeypatch.setattr(cf, "DECODED_LAYOUT", cf.DECODED_LAYOUT + 1)
+    monkeypatch.setattr(cs, "DECODED_LAYOUT", cs.DECODED_LAYOUT + 1)
     second = Path(cf.load_cifar("cifar10", source=z).source["cache"])
     assert second != first and first.is_file() and second.is_file()

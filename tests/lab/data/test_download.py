@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 import cdbloss.lab.data.cifar as cf
+import cdbloss.lab.data.idx_sources as ids
 import cdbloss.lab.data.mnist as mn
 from cdbloss.lab.cli import main
 from cdbloss.lab.data.download import (
@@ -350,7 +351,7 @@ def _patch_idx(
     )
     shapes = {"train_images": (60, 4, 4), "train_labels": (60,)}
     shapes |= {"test_images": (20, 4, 4), "test_labels": (20,)}
-    monkeypatch.setattr(mn, "_SHAPES", shapes)
+    monkeypatch.setattr(ids, "_SHAPES", shapes)
 
 
 def test_mnist_from_the_second_mirror_after_a_404_and_a_cut(

@@ -13,7 +13,9 @@ from PIL import Image
 
 from cdbloss.lab.data import folder as _folder  # noqa: F401  (registers the protocol)
 from cdbloss.lab.data.base import DataSplits, load_protocol
+from cdbloss.lab.data.cifar import CIFAR10_CLASSES
 from cdbloss.lab.data.longtail import long_tail_counts
+from tests.lab.data.test_pinned_splits import write_cifar_zip
 from tests.real_data import shared
 
 
@@ -142,10 +144,30 @@ def test_long_tail_cut_follows_the_profile(tmp_path: Path) -> None:
     assert s.info["imbalance_factor"] == 8
     step = build(root, val_per_class=2, test_per_class=2, imbalance_factor=4, lt_profile="step")
     assert step.class_counts == [16, 16, 4, 4]
-    # a class never gets more images than it has
+    # n_max is the smallest class left (4 here), as in cifar-lt: no class is short
     uneven = make_tree(tmp_path / "u", {"a": 6, "b": 14, "c": 14})
     s = build(uneven, val_per_class=1, test_per_class=1, imbalance_factor=2)
-    assert s.class_counts == [4, min(12, int(12 * 2**-0.5)), 6]
+    assert s.class_counts == long_tail_counts(4, 3, 2) == [4, 2, 2]
+
+
+def test_folder_draws_what_cifar_lt_draws(tmp_path: Path) -> None:
+    """One split-seed rule: the same zip, seed, validation size and factor give
+    ``folder`` and ``cifar-lt`` the same validation and training images."""
+    z = write_cifar_zip(tmp_path / "cifar10-jpeg.zip")
+    with zipfile.ZipFile(z) as zf:  # cifar-lt's order: class (official), then name
+        names = sorted(
+            (n for n in zf.namelist() if "/train/" in n),
+            key=lambda n: (CIFAR10_CLASSES.index(n.split("/")[-2]), n),
+        )
+    for seed, val, factor in ((0, 3, 10.0), (5, 2, 4.0)):
+        lt = load_protocol(
+            "cifar-lt", source=str(z), root=str(tmp_path / "cache"), verify=False,
+            augment=False, seed=seed, val_per_class=val, imbalance_factor=factor,
+        )  # fmt: skip
+        f = build(z, seed=seed, val_per_class=val, imbalance_factor=factor, augment="none")
+        assert f.info["made_splits"] == ["val"] and f.class_counts == lt.class_counts
+        assert paths(f.val) == [names[i] for i in lt.val.source_indices]  # type: ignore[attr-defined]
+        assert paths(f.train) == [names[i] for i in lt.train.source_indices]  # type: ignore[attr-defined]
 
 
 # --- CSV --------------------------------------------------------------------------------------

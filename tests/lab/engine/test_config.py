@@ -51,7 +51,10 @@ def test_json_config(tmp_path: Path) -> None:
         (tiny_config(train__epochs=1.5), r"'train.epochs' must be an integer"),
         (tiny_config(train__progress="yes"), r"'train.progress' must be true or false"),
         (tiny_config(optim__schedule="step"), r"'optim.schedule' must be one of"),
-        (tiny_config(loss__name="dice"), r"unknown loss 'dice'; known: \['balanced-softmax'"),
+        (
+            tiny_config(loss__name="dice"),
+            r"unknown loss 'dice'; known: \['asl', 'balanced-softmax'",
+        ),
         (tiny_config(model__name="vgg"), r"unknown model 'vgg'; known: \[.*\], or torchvision"),
         (tiny_config(data__protocol="svhn"), r"unknown data protocol 'svhn'; known: \["),
         (tiny_config(train__epochs=0), r"'train.epochs' must be >= 1"),
@@ -151,3 +154,14 @@ def _fuzz_dir() -> Path:
         (d / "cfg.json").write_text(json.dumps(tiny_config()))
         _FUZZ.append(d)
     return _FUZZ[0]
+
+
+def test_a_misspelt_loss_option_fails_at_load_naming_the_valid_ones() -> None:
+    """load_config reads no data: a misspelt option fails there, before a run starts."""
+    path = Path(__file__).resolve().parents[3] / "configs" / "fashion_mnist_lt.yaml"
+    with pytest.raises(
+        ConfigError, match=r"unknown options \['momentm'\]; it accepts \[.*'momentum'"
+    ):
+        load_config(path, ["loss.name=cdb-bs", "loss.options={momentm: 0.5}"])
+    cfg = load_config(path, ["loss.name=cdb-bs", "loss.options={momentum: 0.5}"])
+    assert cfg.loss.options == {"momentum": 0.5}

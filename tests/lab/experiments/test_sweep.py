@@ -16,14 +16,23 @@ from tests.lab.engine.conftest import tiny_config
 def test_grid_expansion() -> None:
     cfg = config_from_dict(
         tiny_config(
-            sweep={"loss.name": ["ce", "cdb-ce"], "seed": [0, 1, 2], "loss.options.tau": [1.0]}
+            sweep={
+                "loss.name": ["ce", "cdb-ce"],
+                "seed": [0, 1, 2],
+                "loss.options.label_smoothing": [0.1],
+            }
         )
     )
     runs = expand_grid(cfg)
     assert len(runs) == 6
-    assert runs[0].run_id == "name=ce__seed=0__tau=1.0"
+    assert runs[0].run_id == "name=ce__seed=0__label_smoothing=0.1"
     assert {r.config.seed for r in runs} == {0, 1, 2}
-    assert runs[-1].config.loss.name == "cdb-ce" and runs[-1].config.loss.options == {"tau": 1.0}
+    assert runs[-1].config.loss.name == "cdb-ce"
+    assert runs[-1].config.loss.options == {"label_smoothing": 0.1}
+    # an option one of the grid's losses does not take fails at expansion, before any run
+    bad = tiny_config(sweep={"loss.name": ["ce", "cdb-ce"], "loss.options.tau": [1.0]})
+    with pytest.raises(ValueError, match=r"loss 'ce' got unknown options \['tau'\]"):
+        expand_grid(config_from_dict(bad))
     with pytest.raises(ValueError, match="non-empty list"):
         expand_grid(config_from_dict(tiny_config(sweep={"seed": []})))
 

@@ -13,6 +13,9 @@
   leaves a half-written entry.
 * :func:`safe_member_name` refuses archive member names that would escape the
   folder they are extracted into.
+* :data:`IMAGE_EXTENSIONS` / :func:`is_image_file`: the one list of file endings that
+  every reader of image files (ImageFolder trees, zips, CSVs, frame folders, CIFAR's
+  ImageFolder copy) takes as images.
 
 Example:
     >>> import tempfile, pathlib
@@ -26,17 +29,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 __all__ = [
     "CACHE_ENV",
+    "IMAGE_EXTENSIONS",
     "SHARED_ENV",
     "bytes_digest",
     "cache_root",
     "file_digest",
+    "find_lists_dir",
     "find_shared",
+    "is_image_file",
     "safe_member_name",
     "shared_data_dirs",
     "split_files",
@@ -47,6 +53,25 @@ CACHE_ENV = "CDBLOSS_CACHE"
 SHARED_ENV = "CDBLOSS_SHARED_DATA"
 
 _T = TypeVar("_T")
+
+#: File endings taken as images (case-insensitive), as in torchvision's ImageFolder.
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".bmp",
+    ".pgm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+
+
+def is_image_file(name: str) -> bool:
+    """True for a visible file name with one of :data:`IMAGE_EXTENSIONS`."""
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def cache_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -152,6 +177,37 @@ def safe_member_name(name: str, archive: str | os.PathLike[str]) -> PurePosixPat
     if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
         raise ValueError(f"{archive}: refusing unsafe member name {name!r} (escapes its folder)")
     return p
+
+
+def find_lists_dir(
+    lists_dir: str | os.PathLike[str] | None,
+    protocol: str,
+    shared_name: str,
+    files: Iterable[str],
+    hint: str,
+    *also: Path,
+    also_text: str = "",
+) -> Path:
+    """The folder of a protocol's list files: ``lists_dir`` when given, else the first of
+    ``also``, else ``shared/data/<shared_name>`` (see :func:`find_shared`) if it is a folder.
+
+    Raises:
+        FileNotFoundError: none of them; the message names ``files``, the places tried
+            (``also_text`` describes ``also``, e.g. ``"the lists inside root, or "``) and
+            ends with ``hint`` (how to get the lists).
+    """
+    if lists_dir is not None:
+        return Path(lists_dir)
+    for folder in also:
+        return folder
+    shared = find_shared(shared_name)
+    if shared is not None and shared.is_dir():
+        return shared
+    raise FileNotFoundError(
+        f"{protocol} needs lists_dir=<folder holding {', '.join(files)}> (or {also_text}"
+        f"{shared_name}/ in a shared data folder: $CDBLOSS_SHARED_DATA or ../shared/data "
+        "beside the checkout). " + hint
+    )
 
 
 def split_files(

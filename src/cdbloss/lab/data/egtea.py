@@ -69,8 +69,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .base import DataSplits, register_protocol
-from .cache import find_shared, split_files
-from .images import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, is_image_file
+from .cache import find_lists_dir, split_files
+from .images import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, is_image_file, numbered_lines
 from .longtail import class_counts
 
 if TYPE_CHECKING:
@@ -176,30 +176,26 @@ def read_split_file(path: str | os.PathLike[str]) -> list[ClipEntry]:
     if not p.is_file():
         raise FileNotFoundError(f"EGTEA split file {str(p)!r} does not exist. " + _GET_LISTS)
     out: list[ClipEntry] = []
-    with p.open("r", encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text:
-                continue
-            fields = text.split()
-            if len(fields) < 4:
-                raise ValueError(
-                    f"{p}:{lineno}: expected '<clip_name> <action_id> <verb_id> <noun_id> "
-                    f"[<noun_id> ...]', got {text!r}"
-                )
-            try:
-                _, verb, *_ = (int(f) for f in fields[1:])
-            except ValueError:
-                raise ValueError(f"{p}:{lineno}: the ids must be integers, got {text!r}") from None
-            if not 1 <= verb <= NUM_CLASSES:
-                raise ValueError(
-                    f"{p}:{lineno}: verb id {verb} is outside 1..{NUM_CLASSES} in {text!r}"
-                )
-            try:
-                video_name(fields[0])
-            except ValueError as e:
-                raise ValueError(f"{p}:{lineno}: {e}") from None
-            out.append(ClipEntry(fields[0], verb - 1, lineno))
+    for lineno, text in numbered_lines(p):
+        fields = text.split()
+        if len(fields) < 4:
+            raise ValueError(
+                f"{p}:{lineno}: expected '<clip_name> <action_id> <verb_id> <noun_id> "
+                f"[<noun_id> ...]', got {text!r}"
+            )
+        try:
+            _, verb, *_ = (int(f) for f in fields[1:])
+        except ValueError:
+            raise ValueError(f"{p}:{lineno}: the ids must be integers, got {text!r}") from None
+        if not 1 <= verb <= NUM_CLASSES:
+            raise ValueError(
+                f"{p}:{lineno}: verb id {verb} is outside 1..{NUM_CLASSES} in {text!r}"
+            )
+        try:
+            video_name(fields[0])
+        except ValueError as e:
+            raise ValueError(f"{p}:{lineno}: {e}") from None
+        out.append(ClipEntry(fields[0], verb - 1, lineno))
     if not out:
         raise ValueError(f"{p}: no clips")
     return out
@@ -364,20 +360,6 @@ class EgteaClips(Dataset[tuple[Tensor, int]]):
         return f"EgteaClips({str(self.root)!r}, {len(self)} clips, train={self.train})"
 
 
-def _resolve_lists_dir(lists_dir: str | os.PathLike[str] | None) -> Path:
-    if lists_dir is not None:
-        return Path(lists_dir)
-    shared = find_shared("egtea")
-    if shared is not None and shared.is_dir():
-        return shared
-    raise FileNotFoundError(
-        "egtea needs lists_dir=<folder holding "
-        + ", ".join(SPLIT_FILES.values())
-        + "> (or egtea/ in a shared data folder: $CDBLOSS_SHARED_DATA or ../shared/data "
-        "beside the checkout). " + _GET_LISTS
-    )
-
-
 def _check_clip_folders(root: Path, entries: Sequence[ClipEntry], source: str) -> None:
     """Every clip folder must exist; one listing per video folder."""
     by_video: dict[str, set[str] | None] = {}
@@ -409,7 +391,7 @@ def _read_splits(
 ) -> tuple[str | os.PathLike[str], dict[str, Path], dict[str, list[ClipEntry]]]:
     """``(root, {split: file}, {split: entries})``: the frames root must be a folder,
     and with ``verify_files`` hold every listed clip."""
-    lists = _resolve_lists_dir(lists_dir)
+    lists = find_lists_dir(lists_dir, "egtea", "egtea", SPLIT_FILES.values(), _GET_LISTS)
     paths = split_files(lists, SPLIT_FILES, "egtea: missing split file", _GET_LISTS)
     entries = {s: read_split_file(p) for s, p in paths.items()}
     if root is None or not Path(root).is_dir():

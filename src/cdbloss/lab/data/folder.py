@@ -20,6 +20,16 @@ Missing splits are made from the training images, per class and seeded
 An optional long-tail cut (``imbalance_factor``) then subsamples the training
 images with the profile of Cui et al. (class 0 the largest), for experiments.
 
+Seeds and ``n_max`` follow the one rule of :mod:`cdbloss.lab.data.splits`, the rule of
+``cifar-lt``: the test hold-out draws with ``derive_seed(seed, SEED_TEST)``, the
+validation hold-out with ``derive_seed(seed, SEED_VAL)``, the tail with
+``derive_seed(seed, SEED_TRAIN)`` and ``n_max`` = the smallest class left
+(:func:`~cdbloss.lab.data.splits.cut_long_tail`). So ``folder`` on CIFAR-10's
+ImageFolder zip (``train/`` and ``test/`` present) with the same ``seed``,
+``val_per_class`` and ``imbalance_factor`` draws exactly the images ``cifar-lt`` draws.
+(Before issue 33, ``folder`` used the purposes 1, 2, 3 and the largest class as
+``n_max``, capped by what each class had: the same seed drew other images.)
+
 Transforms (``augment``): ``"imagenet"`` - random resized crop + flip in training,
 resize to ``image_size * 256/224`` + centre crop otherwise; ``"cifar"`` - resize to
 ``image_size``, then a padded random crop (padding ``image_size // 8``) + flip;
@@ -54,7 +64,8 @@ from .images import (
     read_csv_file,
     scan_image_folder,
 )
-from .longtail import class_counts, long_tail_counts, sample_per_class, stratified_holdout
+from .longtail import class_counts, stratified_holdout
+from .splits import SEED_TEST, SEED_VAL, check_seed, cut_long_tail, derive_seed
 
 if TYPE_CHECKING:
     from torchvision.transforms import v2
@@ -181,13 +192,6 @@ def _from_csv(
     return classes, out, store
 
 
-def _seed(seed: int, purpose: int) -> int:
-    """An independent 32-bit seed per purpose (test hold-out, val hold-out, tail cut)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    return int(np.random.SeedSequence([seed, purpose]).generate_state(1)[0])
-
-
 def _is_int(v: str) -> bool:
     try:
         int(v)
@@ -262,11 +266,11 @@ def _complete_splits(
     made: list[str] = []
     test = splits["test"]
     if test is None:
-        test, train = _holdout(train, test_per_class, _seed(seed, 1), classes, "test")
+        test, train = _holdout(train, test_per_class, derive_seed(seed, SEED_TEST), classes, "test")
         made.append("test")
     val = splits["val"]
     if val is None:
-        val, train = _holdout(train, val_per_class, _seed(seed, 2), classes, "val")
+        val, train = _holdout(train, val_per_class, derive_seed(seed, SEED_VAL), classes, "val")
         made.append("val")
     avail = class_counts([y for _, y in train], len(classes))
     empty = [classes[c] for c, n in enumerate(avail) if n == 0]
@@ -282,12 +286,10 @@ def _long_tail_cut(
     profile: Literal["exp", "step"],
     seed: int,
 ) -> Samples:
-    """``train`` cut to a long tail (class order = class index); a class never gets
-    more images than it has."""
-    avail = class_counts([y for _, y in train], num_classes)
-    target = long_tail_counts(max(avail), num_classes, float(imbalance_factor), profile)
-    lt_counts = [min(t, a) for t, a in zip(target, avail, strict=True)]
-    keep = sample_per_class([y for _, y in train], lt_counts, _seed(seed, 3))
+    """``train`` cut to a long tail (class order = class index), ``n_max`` the smallest
+    class (:func:`~cdbloss.lab.data.splits.cut_long_tail`, as ``cifar-lt``)."""
+    labels = np.array([y for _, y in train], dtype=np.int64)
+    keep, _, _ = cut_long_tail(labels, num_classes, float(imbalance_factor), seed, profile)
     return [train[i] for i in keep]
 
 
@@ -317,8 +319,8 @@ def folder(
             a fraction of each class.
         test_per_class: the same for a missing test split (taken first).
         imbalance_factor: if given (``>= 1``), cut the training split to a long tail
-            with this largest / smallest ratio (class order = class index); a class
-            never gets more images than it has.
+            with this largest / smallest ratio (class order = class index), ``n_max``
+            the smallest class left (the rule of ``cifar-lt``).
         lt_profile: ``"exp"`` (Cui et al.) or ``"step"`` (Cao et al.).
         verify_files: for a CSV, check every named image exists before returning.
 
@@ -335,7 +337,7 @@ def folder(
             "folder needs root=<an ImageFolder directory (<root>/<class>/<image> or "
             "<root>/train/<class>/<image>), a .zip of one, or a CSV of path,label>"
         )
-    _seed(seed, 0)  # validates the seed before any work
+    seed = check_seed(seed)  # before any work
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be an int >= 1, got {image_size!r}")
     classes, splits, store, source = _load_source(Path(root), image_root, verify_files)
@@ -348,26 +350,21 @@ def folder(
         tf = folder_transforms(is_train, image_size, augment)
         return ImageDataset(store, samples, tf, len(classes))
 
+    info = {
+        "protocol": "folder",
+        "root": str(root),
+        "source": source,
+        "store": store.location,
+        "made_splits": made,
+        "seed": seed,
+        "val_per_class": val_per_class if "val" in made else None,
+        "test_per_class": test_per_class if "test" in made else None,
+        "imbalance_factor": imbalance_factor,
+        "lt_profile": lt_profile if imbalance_factor is not None else None,
+        "image_size": image_size,
+        "augment": augment,
+        "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+    }
     return DataSplits(
-        train=make(train, True),
-        val=make(val, False),
-        test=make(test, False),
-        num_classes=len(classes),
-        class_counts=counts,
-        class_names=classes,
-        info={
-            "protocol": "folder",
-            "root": str(root),
-            "source": source,
-            "store": store.location,
-            "made_splits": made,
-            "seed": seed,
-            "val_per_class": val_per_class if "val" in made else None,
-            "test_per_class": test_per_class if "test" in made else None,
-            "imbalance_factor": imbalance_factor,
-            "lt_profile": lt_profile if imbalance_factor is not None else None,
-            "image_size": image_size,
-            "augment": augment,
-            "sizes": {"train": len(train), "val": len(val), "test": len(test)},
-        },
+        make(train, True), make(val, False), make(test, False), len(classes), counts, classes, info
     )

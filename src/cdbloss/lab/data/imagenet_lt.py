@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Literal
 from cdbloss.lab.metrics import shot_groups
 
 from .base import DataSplits, register_protocol
-from .cache import find_shared, split_files
+from .cache import find_lists_dir, split_files
 from .images import (
     ImageDataset,
     ImageStore,
@@ -130,19 +130,11 @@ def imagenet_lt_transforms(
 
 
 def _resolve_lists_dir(lists_dir: str | os.PathLike[str] | None, root: Path | None) -> Path:
-    if lists_dir is not None:
-        return Path(lists_dir)
-    if root is not None and root.is_dir() and (root / LIST_FILES["train"]).is_file():
-        return root
-    shared = find_shared("imagenet_lt")
-    if shared is not None and shared.is_dir():
-        return shared
-    raise FileNotFoundError(
-        "imagenet-lt needs lists_dir=<folder holding "
-        + ", ".join(LIST_FILES.values())
-        + "> (or the lists inside root, or imagenet_lt/ in a shared data folder: "
-        "$CDBLOSS_SHARED_DATA or ../shared/data beside the checkout). " + _GET_LISTS
-    )
+    inside = [root] if root is not None and (root / LIST_FILES["train"]).is_file() else []
+    return find_lists_dir(
+        lists_dir, "imagenet-lt", "imagenet_lt", LIST_FILES.values(), _GET_LISTS, *inside,
+        also_text="the lists inside root, or ",
+    )  # fmt: skip
 
 
 def _detect_layout(store: ImageStore, layout: str) -> str:

@@ -39,7 +39,7 @@ import threading
 import zipfile
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,6 +47,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .cache import IMAGE_EXTENSIONS, is_image_file
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -62,30 +63,12 @@ __all__ = [
     "check_exists",
     "check_labels",
     "is_image_file",
+    "numbered_lines",
     "open_store",
     "read_csv_file",
     "read_list_file",
     "scan_image_folder",
 ]
-
-#: File endings taken as images (case-insensitive), as in torchvision's ImageFolder.
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".ppm",
-    ".bmp",
-    ".pgm",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
-
-
-def is_image_file(name: str) -> bool:
-    """True for a visible file name with one of :data:`IMAGE_EXTENSIONS`."""
-    base = name.rsplit("/", 1)[-1]
-    return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _norm(rel: str) -> str:
@@ -416,24 +399,29 @@ def read_list_file(path: str | os.PathLike[str], num_classes: int | None = None)
     if not p.is_file():
         raise FileNotFoundError(f"list file {str(p)!r} does not exist")
     out: list[ListEntry] = []
-    with p.open("r", encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text:
-                continue
-            parts = text.rsplit(None, 1)
-            if len(parts) != 2:
-                raise ValueError(f"{p}:{lineno}: expected '<relative/path> <label>', got {text!r}")
-            rel, lab = parts
-            try:
-                label = int(lab)
-            except ValueError:
-                raise ValueError(
-                    f"{p}:{lineno}: the label must be an integer, got {lab!r} in {text!r}"
-                ) from None
-            out.append(ListEntry(_norm(rel), label, lineno))
+    for lineno, text in numbered_lines(p):
+        parts = text.rsplit(None, 1)
+        if len(parts) != 2:
+            raise ValueError(f"{p}:{lineno}: expected '<relative/path> <label>', got {text!r}")
+        rel, lab = parts
+        try:
+            label = int(lab)
+        except ValueError:
+            raise ValueError(
+                f"{p}:{lineno}: the label must be an integer, got {lab!r} in {text!r}"
+            ) from None
+        out.append(ListEntry(_norm(rel), label, lineno))
     check_labels(out, num_classes, str(p))
     return out
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number from 1, stripped text)`` of every non-blank line of a UTF-8 text file."""
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            text = raw.strip()
+            if text:
+                yield lineno, text
 
 
 def check_labels(entries: Iterable[ListEntry], num_classes: int | None, source: str) -> None:

@@ -396,9 +396,19 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
     from cdbloss.lab.data.base import PROTOCOLS, check_protocol_options
     from cdbloss.lab.models import MODELS, is_model_name
     from cdbloss.losses import LOSSES
+    from cdbloss.losses.registry import check_loss_options
 
     if cfg.loss.name not in LOSSES:
         raise ConfigError(f"config key 'loss.name': {LOSSES.unknown(cfg.loss.name)}")
+    if LOSSES[cfg.loss.name].task != "single-label":
+        raise ConfigError(
+            f"config key 'loss.name': {cfg.loss.name!r} is a multi-label loss (targets (N, C)); "
+            "the trainer trains single-label runs, use cdbloss.lab.experiments.multilabel_study"
+        )
+    try:
+        check_loss_options(cfg.loss.name, cfg.loss.options)
+    except ValueError as err:
+        raise ConfigError(f"config key 'loss.options': {err}") from None
     if not is_model_name(cfg.model.name):
         raise ConfigError(f"config key 'model.name': {MODELS.unknown(cfg.model.name)}")
     if cfg.model.reinit_head and cfg.model.pretrained is None:

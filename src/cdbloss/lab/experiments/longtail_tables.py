@@ -141,24 +141,35 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
 
     ``root`` is the repository (default the working folder); ``--results`` is relative to it.
     """
+    return tables_cli(tables, __doc__, "tools/longtail_choose.py", argv, root)
+
+
+def tables_cli(
+    make: Callable[[Path, set[int] | None], str],
+    doc: str | None,
+    rerun: str,
+    argv: list[str] | None = None,
+    root: Path | None = None,
+) -> int:
+    """The command line of a tables script: ``make(results, seeds)`` printed, written or checked.
+
+    ``rerun`` is the command the "stale" message names.
+    """
     base = Path.cwd() if root is None else root
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     ap.add_argument("--results", default="results")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--out", help="write the Markdown to this file (atomically)")
     where.add_argument("--check", help="exit 1 if this file differs from what would be written")
     args = ap.parse_args(argv)
-    text = tables(base / args.results, set(args.seeds) if args.seeds else None)
+    text = make(base / args.results, set(args.seeds) if args.seeds else None)
     if args.out:
         atomic_write_text(base / args.out, text)
     elif args.check:
         checked = base / args.check
         if not checked.exists() or checked.read_text() != text:
-            print(
-                f"{args.check} is stale: rerun tools/longtail_choose.py --out {args.check}",
-                file=sys.stderr,
-            )
+            print(f"{args.check} is stale: rerun {rerun} --out {args.check}", file=sys.stderr)
             return 1
     else:
         sys.stdout.write(text)

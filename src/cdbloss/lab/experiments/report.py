@@ -58,6 +58,10 @@ _LABELS = {
     "cdb-ce-paper": "CDB-CE",  # the paper's rule: what "cdb-ce" named before 2026-12-02
     "cdb-ce-authors": "CDB-CE authors' code",
     "cdb-bs": "CDB-BS",
+    "cdb-bs-offset": "CDB-BS offset",
+    "cdb-ce-offset": "CDB-CE offset",
+    "dbm": "DBM",
+    "dbm-bs": "DBM-BS",
 }
 
 #: names of CDB-CE under the paper's rule: ``cdb-ce`` in runs before 2026-12-02
@@ -68,8 +72,8 @@ _CDB_PRESETS = ("cdb-ce-authors",)
 
 
 _ORDER = ["CE", "IFW", "IFW (sqrt)", "Focal", "CB", "CB-Focal", "EQL", "L2RW", "MWN", "LDAM", "LDAM-DRW",
-          "Balanced Softmax", "Logit adjustment", "CDB-CE authors' code", "CDB-CE", "CDB-Focal",
-          "CDB-BS"]  # fmt: skip
+          "Balanced Softmax", "Logit adjustment", "DBM", "DBM-BS", "CDB-CE authors' code", "CDB-CE",
+          "CDB-Focal", "CDB-BS", "CDB-CE offset", "CDB-BS offset"]  # fmt: skip
 
 
 def _row_order(label: str) -> tuple[int, list[Any]]:
@@ -110,6 +114,8 @@ def method_label(config: dict[str, Any]) -> str:
     reduction = opts.get("reduction")
     if reduction and reduction != "mean":
         label += f" [{reduction}]"
+    if config.get("train", {}).get("sampler", "uniform") == "cdb":
+        label += " + CDB-S"
     stage2 = config.get("stage2", {}).get("method", "none")
     if stage2 != "none":  # a second stage started from this loss's run
         label += f" + {_STAGE2_LABELS.get(stage2, stage2)}"
@@ -368,6 +374,10 @@ def _rule_changes(loss_options: dict[str, Any]) -> list[str]:
         parts.append(f"{loss_options['source']} accuracy")
     if loss_options.get("base", "ce") not in ("ce", "focal"):
         parts.append(f"over {loss_options['base']}")
+    if loss_options.get("apply_as", "weight") != "weight":
+        parts.append(f"as {loss_options['apply_as']}")
+    if loss_options.get("offset_scale", 1.0) != 1.0:
+        parts.append(f"offset x{float(loss_options['offset_scale']):g}")
     return parts
 
 
