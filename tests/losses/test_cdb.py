@@ -358,6 +358,7 @@ def test_offset_at_zero_scale_or_uniform_weights_is_the_base_loss() -> None:
     off.update_weights(torch.tensor([0.9, 0.5, 0.1]))
     torch.testing.assert_close(off(z, y), F.cross_entropy(z, y))
     deferred = build_loss("cdb-ce-offset", 3, defer_until=5)
+    deferred.set_epoch(0)
     deferred.update_weights(torch.tensor([0.9, 0.5, 0.1]))
     torch.testing.assert_close(deferred(z, y), F.cross_entropy(z, y))  # not switched on yet
     deferred.set_epoch(5)
