@@ -12,6 +12,14 @@ Five lines in your own loop::
 from __future__ import annotations
 
 from cdbloss.cdb import CDBWeighting, EmptyTrackerWarning, SwingWarning
+from cdbloss.decoupled import (
+    ClassScale,
+    MaxNorm,
+    class_balanced_indices,
+    max_norm_,
+    posthoc_logit_adjust,
+    tau_normalize,
+)
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.losses import (
     LOSSES,
@@ -64,6 +72,7 @@ __all__ = [
     "CDBWeighting",
     "ClassBalancedLoss",
     "ClassDifficulty",
+    "ClassScale",
     "CrossEntropyLoss",
     "DBMLoss",
     "EmptyTrackerWarning",
@@ -72,6 +81,7 @@ __all__ = [
     "InverseFrequencyLoss",
     "LDAMLoss",
     "LogitAdjustedLoss",
+    "MaxNorm",
     "MultiLabelCDBLoss",
     "MultiLabelDifficulty",
     "SwingWarning",
@@ -81,6 +91,7 @@ __all__ = [
     "cdb_cross_entropy",
     "cdb_loss",
     "cdb_weights",
+    "class_balanced_indices",
     "class_balanced_loss",
     "class_balanced_weights",
     "dbm_loss",
@@ -94,6 +105,9 @@ __all__ = [
     "ldam_loss",
     "ldam_margins",
     "logit_adjusted_loss",
+    "max_norm_",
     "normalize_weights",
+    "posthoc_logit_adjust",
+    "tau_normalize",
     "weighted_cross_entropy",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "OptimConfig",
+    "Stage2Config",
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",
@@ -178,9 +179,11 @@ class TrainConfig:
             datasets whose ``get_batch`` takes ``device`` (the built-in ones);
             no effect on the CPU.
         sampler: ``uniform`` (each epoch a random permutation of the training
-            set) or ``cdb`` (CDB-S, :class:`~cdbloss.CDBSampler`: classes drawn
+            set), ``cdb`` (CDB-S, :class:`~cdbloss.CDBSampler`: classes drawn
             with probabilities that follow the CDB weights, updated from each
-            validation pass).
+            validation pass) or ``class-balanced`` (each draw a class uniformly,
+            then one of its examples, with replacement; an epoch is as many draws as
+            the training set has examples: :func:`~cdbloss.class_balanced_indices`).
         sampler_options: the CDB-S weighting's settings
             (:class:`~cdbloss.CDBWeighting`: ``tau``, ``momentum``, ...).
         compile: ``off``, or a ``torch.compile`` mode for the training forward
@@ -210,15 +213,86 @@ class TrainConfig:
     channels_last: bool = False
     transform_on_device: bool = False
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
-    sampler: Literal["uniform", "cdb"] = "uniform"
+    sampler: Literal["uniform", "cdb", "class-balanced"] = "uniform"
     sampler_options: dict[str, Any] = field(default_factory=dict)
+
+
+#: The stage-2 methods that train (:mod:`cdbloss.lab.engine.stage2`) and those evaluated
+#: post hoc from the stage-1 model, with tau chosen on validation.
+TRAINED_METHODS = ("crt", "lws", "wb")
+POSTHOC_METHODS = ("tau-norm", "logit-adjust")
+
+
+def _default_taus() -> list[float]:
+    return [round(0.1 * i, 1) for i in range(21)]  # 0, 0.1, ..., 2.0
+
+
+@dataclass
+class Stage2Config:
+    """A second stage started from a finished run's model (:mod:`cdbloss.lab.engine.stage2`).
+
+    The rest of the config describes stage 1: it must equal the config of the run in
+    ``init_from`` (data, model, loss, schedule, seed), which is checked before any work.
+    The keys here describe stage 2 only.
+
+    Attributes:
+        method: ``none`` (a plain one-stage run), or
+            ``crt``: classifier re-training (Kang et al. 2020): backbone frozen (also its
+            batch-norm statistics), the classifier re-initialised and re-learnt;
+            ``lws``: learnable weight scaling: everything frozen but one factor per
+            class on the logits (:class:`~cdbloss.ClassScale`);
+            ``wb``: weight balancing's stage 2 (Alshammari et al. 2022): the model
+            (``trainable``) fine-tuned with a class-balanced loss, weight decay and
+            MaxNorm on the classifier's rows;
+            ``tau-norm``: no training; classifier rows ``w_c / ||w_c|| ** tau``;
+            ``logit-adjust``: no training; logits ``z - tau log pi``. The two
+            post-hoc methods try every tau of ``taus`` on the validation split and
+            test the chosen one once.
+        init_from: the finished stage-1 run's folder (its ``checkpoint.pt`` and
+            ``result.json``). In a sweep it may be left out: the sweep fills in the grid
+            point whose config equals this one without ``stage2``.
+        epochs: stage-2 epochs (``crt``, ``lws``, ``wb``).
+        lr: stage-2 learning rate (``null``: stage 1's ``optim.lr``).
+        momentum: SGD momentum.
+        weight_decay: stage-2 weight decay (``null``: stage 1's ``optim.weight_decay``).
+        schedule: ``cosine`` (over the stage-2 epochs) or ``constant``.
+        batch_size: stage-2 batch size (``null``: stage 1's ``train.batch_size``).
+        sampler: ``auto`` (class-balanced for ``crt`` and ``lws``, uniform for
+            ``wb``, whose loss balances the classes), ``uniform`` or ``class-balanced``.
+        loss: the stage-2 loss (``null``: ``ce`` for ``crt`` and ``lws``, ``cb-ce``
+            for ``wb``), as the ``loss`` section.
+        max_norm: MaxNorm's threshold on each classifier row's norm, applied after
+            every step (``null``: none; ``wb`` needs one).
+        trainable: ``auto`` (what the method says: the head for ``crt``, the scales
+            for ``lws``, ``all`` for ``wb``), ``head`` or ``all`` (``wb`` only).
+        select: ``best``: the stage-2 epoch with the best validation
+            ``train.select_metric`` is the final model (the stage-2 length chosen on
+            validation); ``last``: the last epoch's. Only the final model is tested.
+        taus: the grid the post-hoc methods choose tau from on validation.
+    """
+
+    method: Literal["none", "crt", "lws", "wb", "tau-norm", "logit-adjust"] = "none"
+    init_from: str | None = None
+    epochs: int = 10
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    schedule: Literal["cosine", "constant"] = "cosine"
+    batch_size: int | None = None
+    sampler: Literal["auto", "uniform", "class-balanced"] = "auto"
+    loss: LossConfig | None = None
+    max_norm: float | None = None
+    trainable: Literal["auto", "head", "all"] = "auto"
+    select: Literal["best", "last"] = "best"
+    taus: list[float] = field(default_factory=_default_taus)
 
 
 @dataclass
 class ExperimentConfig:
     """One experiment: data, model, loss, optimiser, loop, seed, and an optional sweep grid.
 
-    ``sweep`` maps dotted keys to lists of values; ``cdbloss sweep`` runs the
+    ``stage2`` (method ``none`` by default) makes the run a second stage started from a
+    finished run's model (:class:`Stage2Config`). ``sweep`` maps dotted keys to lists of values; ``cdbloss sweep`` runs the
     cross product (``cdbloss train`` ignores it). Its key ``fuse: true`` trains the
     runs that can share a model's code and data stream as fused groups.
     """
@@ -230,6 +304,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
     sweep: dict[str, Any] = field(default_factory=dict)  # key -> list; fuse -> bool
 
 
@@ -370,6 +445,7 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             "config keys optim.momentum and optim.weight_decay must be >= 0, optim.gamma > 0"
         )
+    _check_stage2(cfg)
     for key, values in cfg.sweep.items():
         if key == "launcher":  # where the runs train (cdbloss.lab.experiments.launch)
             continue
@@ -382,6 +458,60 @@ def _check_semantics(cfg: ExperimentConfig) -> None:
                     _split_key(cfg, inner)
         else:
             _split_key(cfg, key)  # raises for an unknown dotted key
+
+
+def _check_stage2(cfg: ExperimentConfig) -> None:
+    """The ``stage2`` section's ranges and combinations (the stage-1 run is checked when
+    the run starts: :func:`cdbloss.lab.engine.stage2.check_stage1_run`)."""
+    from cdbloss.losses import LOSSES
+
+    s = cfg.stage2
+    if s.method == "none":
+        if s != Stage2Config():
+            raise ConfigError(
+                "config section 'stage2' sets keys but stage2.method is 'none'; set "
+                f"stage2.method to one of {[*TRAINED_METHODS, *POSTHOC_METHODS]} or drop them"
+            )
+        return
+    if cfg.train.method != "standard":
+        raise ConfigError(
+            f"config key 'stage2.method' ({s.method!r}) needs train.method 'standard', "
+            f"got {cfg.train.method!r}"
+        )
+    if s.init_from is not None and not s.init_from.strip():
+        raise ConfigError("config key 'stage2.init_from' must be a run folder or null, got ''")
+    if s.epochs < 1:
+        raise ConfigError(f"config key 'stage2.epochs' must be >= 1, got {s.epochs}")
+    if s.batch_size is not None and s.batch_size < 1:
+        raise ConfigError(f"config key 'stage2.batch_size' must be >= 1, got {s.batch_size}")
+    if s.lr is not None and s.lr <= 0:
+        raise ConfigError(f"config key 'stage2.lr' must be > 0, got {s.lr}")
+    if s.momentum < 0 or (s.weight_decay is not None and s.weight_decay < 0):
+        raise ConfigError("config keys stage2.momentum and stage2.weight_decay must be >= 0")
+    if s.max_norm is not None and s.max_norm <= 0:
+        raise ConfigError(f"config key 'stage2.max_norm' must be > 0, got {s.max_norm}")
+    if s.max_norm is not None and s.method not in ("crt", "wb"):
+        raise ConfigError(
+            f"config key 'stage2.max_norm' bounds the classifier rows that 'crt' or 'wb' "
+            f"learn; stage2.method {s.method!r} learns none"
+        )
+    if s.method == "wb" and s.max_norm is None:
+        raise ConfigError(
+            "config key 'stage2.max_norm': weight balancing (stage2.method 'wb') needs a "
+            "MaxNorm threshold, e.g. stage2.max_norm: 1.0 (choose it on validation)"
+        )
+    if s.trainable != "auto" and s.method != "wb":
+        raise ConfigError(
+            f"config key 'stage2.trainable' chooses what 'wb' fine-tunes; stage2.method "
+            f"{s.method!r} fixes it (crt: the classifier, lws: the scales); leave it 'auto'"
+        )
+    if s.loss is not None and s.loss.name not in LOSSES:
+        raise ConfigError(f"config key 'stage2.loss.name': {LOSSES.unknown(s.loss.name)}")
+    if s.method in POSTHOC_METHODS:
+        if not s.taus or any(t < 0 for t in s.taus):
+            raise ConfigError(
+                f"config key 'stage2.taus' must be a non-empty list of numbers >= 0, got {s.taus}"
+            )
 
 
 # --------------------------------------------------------------------------- public
@@ -408,11 +538,14 @@ def config_from_dict(raw: dict[str, Any], check_names: bool = True) -> Experimen
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The config as plain data (JSON/YAML serialisable); the keys of
-    ``_OMITTED_AT_DEFAULT`` are left out while they hold their default."""
+    ``_OMITTED_AT_DEFAULT`` are left out while they hold their default, and so is
+    ``stage2`` while it is all defaults (method ``none``)."""
     out = dataclasses.asdict(cfg)
     for (section, key), default in _OMITTED_AT_DEFAULT.items():
         if out[section].get(key, default) == default:
             out[section].pop(key, None)
+    if cfg.stage2 == Stage2Config():  # a one-stage run: configs saved before stage2 existed
+        out.pop("stage2")
     return out
 
 

@@ -126,6 +126,8 @@ NEXT_SUFFIX = ".next"
 def why_not_fusable(cfg: ExperimentConfig) -> str | None:
     """Why ``cfg`` cannot train in a fused group (``None``: it can), in one phrase."""
     t = cfg.train
+    if cfg.stage2.method != "none":
+        return f"stage2.method={cfg.stage2.method!r} starts from its own stage-1 model"
     if t.method != "standard":
         return f"train.method={t.method!r} takes its own meta steps"
     if t.sampler != "uniform":

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from cdbloss.cdb import FIRST_DECAY
+from cdbloss.decoupled import class_balanced_indices
 from cdbloss.difficulty import ClassDifficulty
 from cdbloss.lab.data.base import DataSplits, load_protocol
 from cdbloss.lab.data.protocols import import_protocols
@@ -65,6 +66,16 @@ from cdbloss.lab.engine.distributed import (
     shard_indices,
 )
 from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
+from cdbloss.lab.engine.stage2 import (
+    check_stage1_run,
+    is_posthoc,
+    is_stage2,
+    posthoc_choice,
+    posthoc_model,
+    prepare_model,
+    stage1_model_state,
+    training_config,
+)
 from cdbloss.lab.io import atomic_write_json, atomic_write_text, jsonable, progress
 from cdbloss.lab.metrics import ConfusionMatrix, summarize
 from cdbloss.lab.models import build_model, load_pretrained, read_state_dict
@@ -261,6 +272,7 @@ class _Run:
     sampler: CDBSampler | None
     log: RunLog
     ckpt_path: Path
+    after_step: Callable[[], None] | None = None  # MaxNorm's projection, after each step
 
 
 def build_run_loss(cfg: ExperimentConfig, splits: DataSplits) -> nn.Module:
@@ -455,7 +467,15 @@ class Trainer:
         splits: DataSplits | None = None,
         fail_after_batches: int | None = None,
     ) -> None:
-        self.cfg = with_resolved_loss(cfg)
+        # A stage-2 run saves and compares its whole config (``full_cfg``: stage 1's plus
+        # the stage2 section) and trains with stage 2's settings (``cfg``).
+        self.full_cfg = with_resolved_loss(cfg)
+        self.cfg = (
+            with_resolved_loss(training_config(self.full_cfg))
+            if is_stage2(self.full_cfg)
+            else self.full_cfg
+        )
+        self._stage1: Path | None = None  # the stage-1 run folder of a stage-2 run
         self.out_dir = Path(out_dir)
         self._splits = splits
         self._fail_after = fail_after_batches
@@ -467,7 +487,7 @@ class Trainer:
 
     def _check_out_dir(self) -> dict[str, Any] | None:
         """Refuse a folder holding a different experiment; return a finished result if any."""
-        diff = experiment_differences(self.out_dir, self.cfg)
+        diff = experiment_differences(self.out_dir, self._saved_config())
         if diff:
             raise ValueError(
                 f"output folder {str(self.out_dir)!r} holds a different experiment "
@@ -479,6 +499,11 @@ class Trainer:
             if done.get("status") == "done":
                 return done
         return None
+
+    def _saved_config(self) -> ExperimentConfig:
+        """The config the folder keeps and compares: a stage-2 run's whole config (stage 1's
+        plus ``stage2``), else the one it trains with (a fused group sets it per member)."""
+        return self.full_cfg if is_stage2(self.full_cfg) else self.cfg
 
     def _load_data(self) -> DataSplits:
         if self._splits is not None:
@@ -614,6 +639,10 @@ class Trainer:
         finished = self._check_out_dir()
         if finished is not None:
             return finished
+        if is_stage2(cfg):  # before any data is read: the stage-1 run must be finished
+            self._stage1 = check_stage1_run(self.full_cfg, experiment_differences)
+        if is_posthoc(cfg):
+            return self._fit_posthoc()
         splits, pretrained = self._prepare()
         run = self._setup(splits, pretrained)
         writer = self._tensorboard() if info.is_main else None
@@ -670,6 +699,14 @@ class Trainer:
         assert info is not None
         c = splits.num_classes
         model = _build_model(cfg, c, pretrained, info.device, verbose=info.is_main)
+        after_step = None
+        ckpt_path = self.out_dir / "checkpoint.pt"
+        if self._stage1 is not None:  # stage 2: the stage-1 model, frozen where the method says
+            stage1 = None if ckpt_path.exists() else stage1_model_state(self._stage1)
+            model, after_step = prepare_model(cfg, model, stage1)
+            model = model.to(info.device)
+            if after_step is not None and stage1 is not None:
+                after_step()  # the first step starts inside MaxNorm's bound
         loss_fn = build_run_loss(cfg, splits).to(info.device)
         opt = torch.optim.SGD(_param_groups(model, cfg.optim.no_weight_decay), **sgd_options(cfg))
         meta_step = self._make_meta_step(model, loss_fn) if cfg.train.method != "standard" else None
@@ -687,15 +724,16 @@ class Trainer:
         )
         if info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.out_dir / "config.json", config_to_dict(cfg))
+            atomic_write_json(self.out_dir / "config.json", config_to_dict(self._saved_config()))
         log = RunLog()
-        ckpt_path = self.out_dir / "checkpoint.pt"
         if ckpt_path.exists():
             log = RunLog.from_checkpoint(
                 _restore(ckpt_path, model, opt, loss_fn, meta_step, sampler)
             )
             self._saved_epoch = log.start_epoch
-        run = _Run(splits, model, model, loss_fn, opt, meta_step, sampler, log, ckpt_path)
+        run = _Run(
+            splits, model, model, loss_fn, opt, meta_step, sampler, log, ckpt_path, after_step
+        )
         run.train_model = self._wrap(model)
         return run
 
@@ -720,6 +758,12 @@ class Trainer:
         if sampler is not None:
             sampler.set_epoch(epoch)
             perm = sampler.plan()
+        elif self.cfg.train.sampler == "class-balanced":
+            perm = class_balanced_indices(
+                dataset_targets(splits.train),
+                splits.num_classes,
+                generator=_epoch_generator(self.cfg.seed, epoch),
+            )
         else:
             perm = torch.randperm(
                 _size(splits.train), generator=_epoch_generator(self.cfg.seed, epoch)
@@ -783,6 +827,8 @@ class Trainer:
             if val_iter is None:  # the meta steps have already stepped
                 cast(Any, loss).backward()
                 run.opt.step()
+                if run.after_step is not None:
+                    run.after_step()
             run.log.step += 1
             self._count_batch()
             if update_due(cfg, run.log.step, run.loss_fn):
@@ -832,18 +878,107 @@ class Trainer:
         assert self.dist is not None
         cfg, splits = self.cfg, run.splits
         c = splits.num_classes
+        best = cfg.train.select == "best" and run.log.best["state"] is not None
+        if best and self._stage1 is not None:  # stage 2 tests its final model only
+            run.model.load_state_dict(run.log.best["state"])
         test_last, _ = self.evaluate(run.model, splits.test, c, splits.class_counts)
         test_best = None
-        if cfg.train.select == "best" and run.log.best["state"] is not None:
+        if best and self._stage1 is not None:
+            test_best = test_last
+        elif best:
             run.model.load_state_dict(run.log.best["state"])
             test_best, _ = self.evaluate(run.model, splits.test, c, splits.class_counts)
         result = run_result(cfg, splits, self.dist.world_size, run.log, test_last, test_best)
+        if self._stage1 is not None:
+            metric = cfg.train.select_metric
+            result["stage2"] = {  # the final model's validation value, for choices between runs
+                "selected_epoch": run.log.best["epoch"] if best else cfg.train.epochs,
+                f"selected_val_{metric}": run.log.best["value"]
+                if best
+                else result["val"].get(f"val_{metric}"),
+            }
+            result = self._stage2_result(result)
+            if test_best is not None:
+                del result["test_last"]  # the last epoch's model was never tested
         if splits.extra_test:  # the model that gave result["test"]
             result["extra_test"] = {
                 name: self.evaluate(run.model, dataset, c, splits.class_counts)[0]
                 for name, dataset in splits.extra_test.items()
             }
         if self.dist.is_main:
+            atomic_write_json(self.out_dir / "result.json", result)
+        return result
+
+    def _stage2_result(self, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` of a stage-2 run: its whole config, and its stage-1 run (folder and
+        test and validation accuracy there)."""
+        assert self._stage1 is not None
+        stage1 = read_json(self._stage1 / "result.json", "the stage-1 result")
+        result["config"] = config_to_dict(self.full_cfg)
+        result["stage2"] = {
+            "method": self.full_cfg.stage2.method,
+            "stage1_run": str(self._stage1),
+            "stage1_test_top1_accuracy": stage1.get("test", {}).get("top1_accuracy"),
+            "stage1_val_top1_accuracy": stage1.get("val", {}).get("val_top1_accuracy"),
+            **result.get("stage2", {}),
+        }
+        return result
+
+    def _fit_posthoc(self) -> dict[str, Any]:
+        """tau-normalisation or post-hoc logit adjustment of the stage-1 model: every tau
+        of ``stage2.taus`` on the validation split, the best one tested once."""
+        cfg, info = self.cfg, self.dist
+        assert info is not None and self._stage1 is not None
+        splits, _ = self._prepare()
+        c = splits.num_classes
+        net = _build_model(cfg, c, None, info.device, verbose=False)
+        net.load_state_dict(stage1_model_state(self._stage1))
+        if info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out_dir / "config.json", config_to_dict(self.full_cfg))
+        method, metric = cfg.stage2.method, cfg.train.select_metric
+        t0 = time.perf_counter()
+        grid = []
+        for tau in cfg.stage2.taus:
+            val, _ = self.evaluate(
+                posthoc_model(method, net, tau, splits.class_counts),
+                splits.val,
+                c,
+                splits.class_counts,
+            )
+            if metric not in val:
+                raise ValueError(
+                    f"train.select_metric {metric!r} is not a validation metric; "
+                    f"known: {sorted(k for k, v in val.items() if isinstance(v, float))}"
+                )
+            keys = dict.fromkeys([metric, "top1_accuracy", "macro_recall"])  # ordered, unique
+            grid.append({"tau": tau, **{f"val_{k}": val[k] for k in keys}})
+        chosen = posthoc_choice(grid, metric)
+        val_s = time.perf_counter() - t0
+        final = posthoc_model(method, net, chosen["tau"], splits.class_counts)
+        test, _ = self.evaluate(final, splits.test, c, splits.class_counts)  # once
+        log = RunLog(timing={"train_s": 0.0, "val_s": val_s})
+        log.history.append(
+            {
+                "epoch": 0,
+                "val_top1_accuracy": chosen["val_top1_accuracy"],
+                "val_macro_recall": chosen["val_macro_recall"],
+            }
+        )
+        result = run_result(cfg, splits, info.world_size, log, test, None)
+        result["epochs"] = 0
+        result["stage2"] = {
+            "tau": chosen["tau"],
+            f"selected_val_{metric}": chosen[f"val_{metric}"],
+            "tau_grid": grid,
+        }
+        result = self._stage2_result(result)
+        if splits.extra_test:
+            result["extra_test"] = {
+                name: self.evaluate(final, dataset, c, splits.class_counts)[0]
+                for name, dataset in splits.extra_test.items()
+            }
+        if info.is_main:
             atomic_write_json(self.out_dir / "result.json", result)
         return result
 
@@ -1049,7 +1184,7 @@ def _thin(records: list[dict[str, Any]], most: int) -> list[dict[str, Any]]:
 
 def _param_groups(model: nn.Module, no_decay: list[str]) -> list[dict[str, Any]]:
     """One parameter group, or two when some parameters train without weight decay."""
-    named = dict(model.named_parameters())
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}  # stage 2 freezes
     unknown = sorted(set(no_decay) - set(named))
     if unknown:
         raise ValueError(

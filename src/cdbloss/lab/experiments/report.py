@@ -116,7 +116,20 @@ def method_label(config: dict[str, Any]) -> str:
         label += f" [{reduction}]"
     if config.get("train", {}).get("sampler", "uniform") == "cdb":
         label += " + CDB-S"
+    stage2 = config.get("stage2", {}).get("method", "none")
+    if stage2 != "none":  # a second stage started from this loss's run
+        label += f" + {_STAGE2_LABELS.get(stage2, stage2)}"
     return label
+
+
+#: Row-label suffixes of the second stages (:mod:`cdbloss.lab.engine.stage2`).
+_STAGE2_LABELS = {
+    "crt": "cRT",
+    "lws": "LWS",
+    "wb": "weight balancing",
+    "tau-norm": "tau-norm",
+    "logit-adjust": "post-hoc logit adjustment",
+}
 
 
 def _tau_label(tau: Any) -> str:

@@ -17,6 +17,7 @@ worker told to stop leaves its run's checkpoint and releases its folder's lock.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -28,12 +29,13 @@ from typing import Any
 from cdbloss.lab.engine.checkpoint import read_json
 from cdbloss.lab.engine.config import (
     ExperimentConfig,
+    Stage2Config,
     apply_overrides,
     config_from_dict,
     config_to_dict,
 )
 from cdbloss.lab.engine.lock import LOCK_NAME, SWEEP_LOCK_NAME, folder_lock
-from cdbloss.lab.engine.trainer import experiment_differences
+from cdbloss.lab.engine.trainer import _comparable, experiment_differences
 from cdbloss.lab.experiments.jobs import RunTask
 from cdbloss.lab.experiments.launch import Launcher, make_launcher
 from cdbloss.lab.experiments.pack import read_epochs
@@ -45,6 +47,7 @@ __all__ = [
     "VARIANTS",
     "SweepRun",
     "expand_grid",
+    "link_stages",
     "pace_text",
     "plan_jobs",
     "run_sweep",
@@ -107,6 +110,45 @@ def expand_grid(cfg: ExperimentConfig) -> list[SweepRun]:
     if len(set(ids)) != len(ids):
         raise ValueError("sweep values give clashing run folder names; make the values distinct")
     return runs
+
+
+def _stage1_key(cfg: ExperimentConfig) -> str:
+    """What a stage-2 grid point shares with its stage-1 point: the config without
+    ``stage2``, its name and the keys that change only how a run executes (JSON)."""
+    plain = config_to_dict(dataclasses.replace(cfg, stage2=Stage2Config(), name=""))
+    return json.dumps(_comparable(plain), sort_keys=True)
+
+
+def link_stages(runs: list[SweepRun], out: Path) -> list[SweepRun]:
+    """``runs`` with ``stage2.init_from`` filled in where a stage-2 point leaves it out:
+    the folder (``out/<run_id>``) of the one-stage grid point whose config equals the
+    stage-2 point's without its ``stage2`` section.
+
+    Raises:
+        ValueError: a stage-2 point without ``init_from`` whose stage-1 run is not in
+            the grid (naming the run and what to add).
+    """
+    stage1: dict[str, str] = {}
+    for run in runs:
+        if run.config.stage2.method == "none":
+            stage1.setdefault(_stage1_key(run.config), run.run_id)
+    linked = []
+    for run in runs:
+        s = run.config.stage2
+        if s.method != "none" and s.init_from is None:
+            run_id = stage1.get(_stage1_key(run.config))
+            if run_id is None:
+                raise ValueError(
+                    f"sweep run {run.run_id!r} (stage2.method {s.method!r}) has no stage-1 run "
+                    "in the grid: no grid point equals its config without stage2; add that "
+                    "point (e.g. a variant without the stage2 keys) or set stage2.init_from"
+                )
+            stage2 = dataclasses.replace(s, init_from=str(out / run_id))
+            run = SweepRun(
+                run.run_id, run.overrides, dataclasses.replace(run.config, stage2=stage2)
+            )
+        linked.append(run)
+    return linked
 
 
 def run_status(run_dir: Path) -> str:
@@ -173,7 +215,7 @@ def run_sweep(
         raise ValueError(f"--workers must be >= 1, got {workers}")
     out = Path(out_dir)
     check_sweep_folder(out)
-    runs = expand_grid(cfg)
+    runs = link_stages(expand_grid(cfg), out)
     if not isinstance(launcher, Launcher):
         launcher = make_launcher(cfg.sweep.get(LAUNCHER), launcher, workers, out.absolute())
     # held while the launcher waits for its runs, wherever they train
@@ -275,8 +317,15 @@ def _run_sweep(
         statuses[run_id] = status
         report(run_id)
 
+    # stage-2 runs wait for every stage-1 run of the call (they start from their models)
+    waves = [
+        [t for t, j in zip(tasks, jobs, strict=True) if not _has_stage2(j)],
+        [t for t, j in zip(tasks, jobs, strict=True) if _has_stage2(j)],
+    ]
     try:
-        launcher.launch(tasks, finished)
+        for wave in waves:
+            if wave:
+                launcher.launch(wave, finished)
     except KeyboardInterrupt:
         raise stopped() from None
     ordered = _write_status(out, cfg.name, runs, statuses, "failed")
@@ -289,6 +338,10 @@ def _run_sweep(
             f"{len(left)} run(s) stopped for a later call: {left} (the same command resumes them)"
         )
     return ordered
+
+
+def _has_stage2(job: list[SweepRun]) -> bool:
+    return any(r.config.stage2.method != "none" for r in job)
 
 
 def _quiet(run: SweepRun) -> dict[str, Any]:
