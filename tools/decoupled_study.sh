@@ -14,6 +14,7 @@
 # CLI overrides the python that runs the sweeps; WORKERS the sweep's worker processes (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/study_lib.sh  # study_sweep (its variants is replaced below)
 CLI=${CLI:-.venv/bin/python -m cdbloss}
 OUT=${OUT:-results/decoupled_study}
 SEEDS=${SEEDS:-[0,1,2]}
@@ -42,12 +43,6 @@ variants() {
 }
 
 for d in ${1:-fashion_mnist_lt mnist_lt cifar10_lt_cpu}; do
-  out="$OUT/$d"
-  status=0
-  if [ -f "$out/runs.jsonl.gz" ]; then $CLI results expand "$out/runs.jsonl.gz"; fi
-  $CLI sweep "configs/$d.yaml" "sweep.seed=$SEEDS" "$(variants)" \
-    "sweep.data.options.imbalance_factor=$FACTORS" train.progress=false \
-    --workers "$WORKERS" --out "$out" || status=$?
-  if compgen -G "$out/*/result.json" >/dev/null; then $CLI results pack "$out"; fi
-  if [ "$status" != 0 ]; then exit "$status"; fi
+  study_sweep "$OUT/$d" "configs/$d.yaml" "sweep.seed=$SEEDS" "$(variants)" \
+    "sweep.data.options.imbalance_factor=$FACTORS" train.progress=false
 done

@@ -32,16 +32,7 @@ candidates() {
 {loss.name: cdb-bs, loss.options: {tau: dynamic-sigmoid, eps: 0.01, momentum: 0.9, max_ratio: 10, defer_until: $D}}
 LIST
 }
-# study_sweep OUT_FOLDER ARGS...: expand OUT_FOLDER's store, run the sweep, pack the finished runs back
-study_sweep() {
-  local out=$1 status=0
-  shift
-  if [ -f "$out/runs.jsonl.gz" ]; then $CLI results expand "$out/runs.jsonl.gz"; fi
-  $CLI sweep "$@" --workers 2 --out "$out" || status=$?
-  if compgen -G "$out/*/result.json" >/dev/null; then $CLI results pack "$out"; fi
-  return $status
-}
-variants() { echo "sweep.variants=[$(tr -d '\n' <<<"$1")]"; }
+. tools/study_lib.sh  # study_sweep, variants
 
 case "${1:-}" in
   stage1)

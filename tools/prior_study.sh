@@ -33,17 +33,7 @@ candidates() {
 {loss.name: dbm-bs, model.options: {normed_linear: true}}
 LIST
 }
-# study_sweep OUT_FOLDER ARGS...: expand OUT_FOLDER's store, run the sweep, pack the finished runs back
-study_sweep() {
-  local out=$1 status=0
-  shift
-  mkdir -p "$out"
-  if [ -f "$out/runs.jsonl.gz" ]; then $CLI results expand "$out/runs.jsonl.gz"; fi
-  $CLI sweep "$@" --workers "$WORKERS" --out "$out" || status=$?
-  if compgen -G "$out/*/result.json" >/dev/null; then $CLI results pack "$out"; fi
-  return $status
-}
-variants() { echo "sweep.variants=[$(tr -d '\n' <<<"$1")]"; }
+. tools/study_lib.sh  # study_sweep, variants
 
 case "${1:-}" in
   screen)

@@ -20,6 +20,7 @@ from torch import Tensor
 from cdbloss.losses._common import check_inputs, class_bias, host_checks, refuse_soft, spatial
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
+from cdbloss.losses.ldam import margin_counts
 from cdbloss.losses.logit_adjusted import log_prior
 from cdbloss.losses.registry import register_loss
 
@@ -51,16 +52,9 @@ def dbm_class_margins(
     Returns:
         float64 ``(C,)``.
     """
-    counts = torch.as_tensor(class_counts, dtype=torch.float64)
-    if counts.dim() != 1 or counts.numel() == 0 or bool((counts < 0).any()):
-        raise ValueError(
-            f"class_counts must be a non-empty (C,) vector >= 0, got {counts.tolist()}"
-        )
-    if not (max_margin > 0 and math.isfinite(max_margin)):
-        raise ValueError(f"max_margin must be a finite float > 0, got {max_margin!r}")
+    counts = margin_counts(class_counts, max_margin)
     if not (power >= 0 and math.isfinite(power)):
         raise ValueError(f"power must be a finite float >= 0, got {power!r}")
-    counts = counts.clamp_min(1.0)
     return max_margin * (counts.min() / counts).pow(power)
 
 

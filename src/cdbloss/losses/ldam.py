@@ -27,6 +27,17 @@ def ldam_margins(class_counts: Sequence[int] | Tensor, max_margin: float = 0.5) 
     Returns:
         float64 ``(C,)``.
     """
+    counts = margin_counts(class_counts, max_margin)
+    raw = counts.pow(-0.25)
+    return raw * (max_margin / raw.max())
+
+
+def margin_counts(class_counts: Sequence[int] | Tensor, max_margin: float) -> Tensor:
+    """Checked counts for a margin rule: float64 ``(C,)``, a class with none taken as one.
+
+    Raises ``ValueError`` for counts that are not a non-empty ``(C,)`` vector ``>= 0`` or a
+    ``max_margin`` that is not a finite float ``> 0``.
+    """
     counts = torch.as_tensor(class_counts, dtype=torch.float64)
     if counts.dim() != 1 or counts.numel() == 0 or bool((counts < 0).any()):
         raise ValueError(
@@ -34,8 +45,7 @@ def ldam_margins(class_counts: Sequence[int] | Tensor, max_margin: float = 0.5) 
         )
     if not (max_margin > 0 and math.isfinite(max_margin)):
         raise ValueError(f"max_margin must be a finite float > 0, got {max_margin!r}")
-    raw = counts.clamp_min(1.0).pow(-0.25)
-    return raw * (max_margin / raw.max())
+    return counts.clamp_min(1.0)
 
 
 def drw_weights(

@@ -248,21 +248,33 @@ def _choice_and_pairs_tables(tally: _Tally, say: Say) -> None:
     say("|---|---|---|---|")
     for m in sorted(gains, key=lambda k: (-min(gains[k]), -mean(gains[k]))):
         say(f"| {m} | {tally.cells[m]} | {mean(gains[m]):+.2f} | {min(gains[m]):+.2f} |")
+    pairs_table(tally.pairs, BASELINES, "CE", say, skip=BASELINES)
+
+
+def pairs_table(
+    pairs: dict[str, dict[str, list[float]]],
+    baselines: tuple[str, ...],
+    sort_by: str,
+    say: Say,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """The "every pair at once" table: per method, each baseline's paired test differences
+    pooled over data sets, factors and seeds (mean, wins-losses-ties, sign test); rows by
+    their mean difference to ``sort_by``, best first; ``skip`` rows left out."""
     say("\n### Every pair at once (test top-1)\n")
     say(
         "Over every data set, factor and seed a method shares with the baseline: the mean paired"
         " difference in points, wins-losses-ties, and the two-sided sign test.\n"
     )
-    say("| method | " + " | ".join(f"vs {b}" for b in BASELINES) + " |")
-    say("|---|" + "---|" * len(BASELINES))
-    pairs = tally.pairs
-    for m in sorted(pairs, key=lambda k: -mean(pairs[k]["CE"]) if pairs[k]["CE"] else 0):
-        if m in BASELINES:
+    say("| method | " + " | ".join(f"vs {b}" for b in baselines) + " |")
+    say("|---|" + "---|" * len(baselines))
+    for m in sorted(pairs, key=lambda k: -mean(pairs[k][sort_by]) if pairs[k][sort_by] else 0.0):
+        if m in skip:
             continue
         cols = []
-        for b in BASELINES:
+        for b in baselines:
             d = pairs[m][b]
-            if not d:
+            if not d or b == m:
                 cols.append("-")
                 continue
             w, lo = sum(x > 0 for x in d), sum(x < 0 for x in d)

@@ -34,9 +34,9 @@ from cdbloss.lab.experiments.longtail_tables import (
     label_of,
     load,
     paired,
+    pairs_table,
     tables_cli,
 )
-from cdbloss.lab.experiments.report import sign_test
 
 #: data set -> its run folders under results/: the long-tail study's and the prior study's
 DATASETS = {
@@ -109,7 +109,7 @@ def tables(results: Path, seeds: set[int] | None) -> str:
                 if m.startswith(CANDIDATES) and bs and set(runs) & set(bs):
                     cells[m][(name, factor)] = (_gains(runs, bs, 0), _gains(runs, bs, 1))
     _choice_table(cells, say)
-    _pairs_table(pairs, say)
+    pairs_table(pairs, BASELINES, BS, say)
     _targets_table(cells, say)
     _epochs_table(results, say)
     return "".join(line + "\n" for line in lines)
@@ -133,26 +133,6 @@ def _choice_table(cells: dict[str, dict[tuple[str, int], tuple[list[float], list
         g = val_means(m)
         n = sum(len(v) for v, _ in cells[m].values())
         say(f"| {m} | {len(g)} | {n} | {mean(g):+.2f} | {min(g):+.2f} |")
-
-
-def _pairs_table(pairs: dict[str, dict[str, list[float]]], say: Say) -> None:
-    say("\n### Every pair at once (test top-1)\n")
-    say(
-        "Over every data set, factor and seed a method shares with the baseline: the mean paired"
-        " difference in points, wins-losses-ties, and the two-sided sign test.\n"
-    )
-    say("| method | " + " | ".join(f"vs {b}" for b in BASELINES) + " |")
-    say("|---|" + "---|" * len(BASELINES))
-    for m in sorted(pairs, key=lambda k: -mean(pairs[k][BS]) if pairs[k][BS] else 0.0):
-        cols = []
-        for b in BASELINES:
-            d = pairs[m][b]
-            if not d or b == m:
-                cols.append("-")
-                continue
-            w, lo = sum(x > 0 for x in d), sum(x < 0 for x in d)
-            cols.append(f"{mean(d):+.2f} ({w}-{lo}-{len(d) - w - lo}, p={sign_test(w, lo):.2g})")
-        say(f"| {m} | " + " | ".join(cols) + " |")
 
 
 def _targets_table(cells: dict[str, dict[tuple[str, int], tuple[list[float], list[float]]]],
