@@ -345,6 +345,14 @@ def test_new_cdb_settings_and_presets_get_their_own_labels() -> None:
         "CDB-CE (dyn. tau, prior 5, train accuracy)"
     )
     assert label("cdb-bs", tau="dynamic-sigmoid") == "CDB-BS (dynamic-sigmoid)"
+    # the prior study's forms: the offset, the CDB-S sampler, DBM's margins
+    assert label("cdb-bs-offset", offset_scale=2.0) == "CDB-BS offset (dyn. tau, offset x2)"
+    assert label("dbm-bs") == "DBM-BS"
+    assert label("dbm-bs", max_margin=0.001, instance_scale=0.0) == (
+        "DBM-BS (max margin 0.001, instance scale 0)"
+    )
+    sampled = {"loss": {"name": "balanced-softmax"}, "train": {"sampler": "cdb"}}
+    assert method_label(sampled) == "Balanced Softmax + CDB-S"
 
 
 def test_runs_csv_gives_the_last_epoch_beside_a_best_on_validation_choice(tmp_path: Path) -> None:

@@ -111,6 +111,9 @@ def method_label(config: dict[str, Any]) -> str:
     elif loss.startswith("cdb"):
         what = _tau_label(opts.get("tau", "dynamic"))
         label += f" ({', '.join([what, *_rule_changes(opts)])})"
+    elif loss.startswith("dbm"):  # the margins' settings, where not the defaults
+        parts = [f"{k.replace('_', ' ')} {float(opts[k]):g}" for k in _DBM_OPTIONS if k in opts]
+        label += f" ({', '.join(parts)})" if parts else ""
     reduction = opts.get("reduction")
     if reduction and reduction != "mean":
         label += f" [{reduction}]"
@@ -121,6 +124,9 @@ def method_label(config: dict[str, Any]) -> str:
         label += f" + {_STAGE2_LABELS.get(stage2, stage2)}"
     return label
 
+
+#: DBM options a row label names (``max margin 0.1``)
+_DBM_OPTIONS = ("max_margin", "power", "scale", "instance_scale")
 
 #: Row-label suffixes of the second stages (:mod:`cdbloss.lab.engine.stage2`).
 _STAGE2_LABELS = {
