@@ -55,7 +55,7 @@ SHOWN = ("CE", "LDAM-DRW", BS, "CDB-BS", "DBM", "CDB-CE (dynamic-sigmoid, eps 0.
 CANDIDATES = ("CDB-BS", f"{BS} + CDB-S", "DBM")
 TARGET_GAIN = 1.0  # mean paired test gain over Balanced Softmax on the CPU CIFAR-10-LT cells
 TARGET_FLOOR = -0.3  # no tail cell more than this below Balanced Softmax
-EPOCH_FOLDERS = ["longtail_study/cifar10_lt_cpu", "prior_study/cifar10_lt_cpu_epochs"]
+EPOCH_FOLDERS = [*DATASETS[TARGET_DATASET], "prior_study/cifar10_lt_cpu_epochs"]
 Say = Callable[[str], None]
 
 
