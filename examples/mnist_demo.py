@@ -7,10 +7,10 @@ per class), once with plain cross-entropy and once with CDB-CE whose class
 weights are recomputed from validation accuracy after every epoch; print the
 per-class and overall test accuracy of both; write the report (Markdown, CSV,
 figures) next to the runs. Then the long tail (``configs/demo_fashion_lt.yaml``):
-Fashion-MNIST-LT at imbalance factor 100, with CE, Balanced Softmax and the
-README's two recommendations (``cdb-bs`` when the training class counts are
-known; ``CDBLoss()`` deferred to the first decay without them), their overall
-and tail-class test accuracy side by side.
+Fashion-MNIST-LT at imbalance factor 100, with CE and the README's
+recommendations (Balanced Softmax when the training class counts are known, with
+``cdb-bs``, CDB's weights over it, beside it; ``CDBLoss()`` deferred to the first
+decay without counts), their overall and tail-class test accuracy side by side.
 
 The two runs go to two worker processes. A finished run is not trained again:
 run the demo twice and the second time only prints and reports (delete the
@@ -35,8 +35,8 @@ LONG_TAIL = REPO / "configs" / "demo_fashion_lt.yaml"
 #: the long-tail rows: loss name -> what the README calls it
 LONG_TAIL_ROWS = {
     "ce": "plain CE",
-    "balanced-softmax": "Balanced Softmax",
-    "cdb-bs": "cdb-bs (counts known)",
+    "balanced-softmax": "Balanced Softmax (counts known)",
+    "cdb-bs": "cdb-bs (CDB over it)",
     "cdb-ce": "CDBLoss() deferred (no counts)",
 }
 

@@ -73,7 +73,7 @@ def test_the_demo_trains_both_losses_prints_the_comparison_and_reports(
     assert (out / "report.md").is_file()
     # part 2: the long tail, every recommended recipe beside CE and Balanced Softmax
     assert "4/4 the long tail" in text
-    for label in ("Balanced Softmax", "cdb-bs (counts known)", "CDBLoss() deferred (no counts)"):
+    for label in ("Balanced Softmax (counts known)", "cdb-bs (CDB over it)", "CDBLoss() deferred"):
         assert label in text
     assert (tmp_path / "demo_long_tail" / "report.md").is_file()
 
