@@ -100,7 +100,9 @@ def dbm_loss(
         instance_scale: :math:`\lambda \ge 0` (0: class margins only).
         prior: optional ``(C,)`` log prior :math:`b` added after scaling (Balanced Softmax).
         weight: optional ``(C,)`` class weights.
-        reduction, ignore_index, label_smoothing: as :func:`~cdbloss.losses.weighted_cross_entropy`.
+        reduction: as :func:`~cdbloss.losses.weighted_cross_entropy`.
+        ignore_index: targets to skip.
+        label_smoothing: :math:`\varepsilon` of the cross-entropy on the margined logits.
 
     Raises:
         ValueError: cosines outside ``[-1, 1]`` (a plain linear head), probability targets.
@@ -147,7 +149,7 @@ def dbm_loss(
     base="balanced-softmax",
 )
 class DBMLoss(ClassWeightedLoss):
-    """The DBM loss as a module, over cross-entropy or Balanced Softmax. See :func:`dbm_loss`.
+    r"""The DBM loss as a module, over cross-entropy or Balanced Softmax. See :func:`dbm_loss`.
 
     The model must end in a cosine classifier
     (:class:`cdbloss.lab.models.layers.NormedLinear`, ``normed_linear=True``).
@@ -160,8 +162,13 @@ class DBMLoss(ClassWeightedLoss):
         class_counts: training samples per class ``(C,)`` (the margins, and the prior of
             ``base="balanced-softmax"``).
         base: ``"ce"`` or ``"balanced-softmax"``.
-        max_margin, power: of :func:`dbm_class_margins`.
-        scale, instance_scale: of :func:`dbm_loss`.
+        max_margin: :math:`K` of :func:`dbm_class_margins`.
+        power: :math:`p` of :func:`dbm_class_margins`.
+        scale: :math:`s` of :func:`dbm_loss`.
+        instance_scale: :math:`\lambda` of :func:`dbm_loss`.
+        reduction: ``"mean"`` | ``"sample_mean"`` | ``"sum"`` | ``"none"``.
+        ignore_index: targets to skip.
+        label_smoothing: :math:`\varepsilon` in ``[0, 1]``.
     """
 
     class_margins: Tensor
