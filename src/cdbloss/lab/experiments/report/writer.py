@@ -63,21 +63,7 @@ def write_report(
     where = ", ".join(str(f) for f in folders)
     if not runs:
         raise ValueError(f"no finished runs (result.json with status done) under {where!r}")
-    kept = ""
-    if seeds is not None:
-        wanted = sorted(set(seeds))
-        found = {r.config["seed"] for r in runs}
-        missing = [s for s in wanted if s not in found]
-        if not wanted:
-            raise ValueError("seeds=[] keeps no run; give at least one seed, or None for all")
-        if missing:
-            raise ValueError(
-                f"seeds={list(seeds)!r}: no finished run has seed(s) {missing}; "
-                f"the runs under {where!r} have seeds {sorted(found)}"
-            )
-        runs = [r for r in runs if r.config["seed"] in wanted]
-        noun = "seed" if len(wanted) == 1 else "seeds"
-        kept = f" ({noun} {', '.join(str(s) for s in wanted)} only)"
+    runs, kept = _keep_seeds(runs, seeds, where)
     first = folders[0] if folders[0].is_dir() else folders[0].parent  # a store: its folder
     out = Path(out_dir) if out_dir is not None else first
     by_protocol: dict[str, list[RunRecord]] = defaultdict(list)
@@ -85,12 +71,7 @@ def write_report(
         by_protocol[r.protocol].append(r)
     if paired_against is not None:
         _check_row(paired_against, by_protocol)
-    noun = "run" if len(runs) == 1 else "runs"
-    left_out = ""
-    if skipped:
-        files = "file" if len(skipped) == 1 else "files"
-        left_out = f"; {len(skipped)} result {files} skipped (unreadable or duplicate)"
-    md = [f"# Report: {len(runs)} finished {noun} under `{where}`{kept}{left_out}", ""]
+    md = [_title(len(runs), where, kept, len(skipped)), ""]
     all_rows: list[dict[str, Any]] = []
     for protocol, group in sorted(by_protocol.items()):
         text, rows = _tables(group, paired_against)
@@ -101,6 +82,40 @@ def write_report(
                 md.append(f"![{path.stem}](figures/{path.name})\n")
     md.append(_compute_table(runs))
     return _write_files(out, md, all_rows, by_protocol)
+
+
+def _keep_seeds(
+    runs: list[RunRecord], seeds: Sequence[int] | None, where: str
+) -> tuple[list[RunRecord], str]:
+    """The runs of ``seeds`` (all runs for None) and the title's note on them (``" (seeds 0, 1 only)"``).
+
+    Refuses, before anything is written, an empty ``seeds`` and a seed with no finished run.
+    """
+    if seeds is None:
+        return runs, ""
+    wanted = sorted(set(seeds))
+    found = {r.config["seed"] for r in runs}
+    missing = [s for s in wanted if s not in found]
+    if not wanted:
+        raise ValueError("seeds=[] keeps no run; give at least one seed, or None for all")
+    if missing:
+        raise ValueError(
+            f"seeds={list(seeds)!r}: no finished run has seed(s) {missing}; "
+            f"the runs under {where!r} have seeds {sorted(found)}"
+        )
+    noun = "seed" if len(wanted) == 1 else "seeds"
+    kept = f" ({noun} {', '.join(str(s) for s in wanted)} only)"
+    return [r for r in runs if r.config["seed"] in wanted], kept
+
+
+def _title(n_runs: int, where: str, kept: str, n_skipped: int) -> str:
+    """The report's first line: how many runs, from where, which seeds, how many files left out."""
+    noun = "run" if n_runs == 1 else "runs"
+    left_out = ""
+    if n_skipped:
+        files = "file" if n_skipped == 1 else "files"
+        left_out = f"; {n_skipped} result {files} skipped (unreadable or duplicate)"
+    return f"# Report: {n_runs} finished {noun} under `{where}`{kept}{left_out}"
 
 
 def _check_row(label: str, by_protocol: dict[str, list[RunRecord]]) -> None:
