@@ -64,15 +64,7 @@ def test_the_old_module_names_stay_importable(name: str) -> None:
 
 
 def test_the_public_names_are_the_old_modules() -> None:
-    assert sorted(report.__all__) == [
-        "BEST_TAU_ROW",
-        "Cell",
-        "RunRecord",
-        "best_fixed_tau",
-        "default_reference",
-        "load_runs",
-        "method_label",
-        "paired_advantage",
-        "sign_test",
-        "write_report",
-    ]
+    old = "BEST_TAU_ROW Cell RunRecord best_fixed_tau default_reference load_runs method_label"
+    assert sorted(report.__all__) == sorted(
+        [*old.split(), "paired_advantage", "sign_test", "write_report"]
+    )
