@@ -85,11 +85,10 @@ def dbm_loss(
             {e^{s \cos(\min(\theta_{i y_i} + m_i, \pi)) + b_{y_i}}
              + \sum_{c \ne y_i} e^{s z_{ic} + b_c}}
 
-    where :math:`m_c` are the class margins (:func:`dbm_class_margins`), the
-    instance margin :math:`m_{y_i} \lambda d_i` is given to misclassified
-    samples only, and :math:`b = \log \pi` for DBM over Balanced Softmax
-    (``prior``), else 0. The angle is capped at :math:`\pi`, where the cosine
-    stops falling.
+    with the class margins :math:`m_c` (:func:`dbm_class_margins`), the instance
+    margin :math:`m_{y_i} \lambda d_i` for misclassified samples only, and
+    :math:`b = \log \pi` over Balanced Softmax (``prior``), else 0; the angle is
+    capped at :math:`\pi`.
 
     Args:
         cosine: ``(N, C)`` cosine logits in ``[-1, 1]`` (a normalised linear head:
@@ -102,7 +101,7 @@ def dbm_loss(
         weight: optional ``(C,)`` class weights.
         reduction: as :func:`~cdbloss.losses.weighted_cross_entropy`.
         ignore_index: targets to skip.
-        label_smoothing: :math:`\varepsilon` of the cross-entropy on the margined logits.
+        label_smoothing: :math:`\varepsilon` of the CE on the margined logits.
 
     Raises:
         ValueError: cosines outside ``[-1, 1]`` (a plain linear head), probability targets.
