@@ -44,6 +44,7 @@ __all__ = [
     "autocast_fp32",
     "check_inputs",
     "check_label_smoothing",
+    "check_number",
     "check_reduction",
     "class_bias",
     "host_checks",
@@ -87,6 +88,15 @@ def host_checks() -> bool:
 def is_soft(logits: Tensor, target: Tensor) -> bool:
     """True when ``target`` holds class probabilities: floating, with the logits' shape."""
     return target.is_floating_point() and target.dim() == logits.dim() and target.dim() >= 2
+
+
+def check_number(name: str, value: float, *, positive: bool) -> float:
+    """``value`` as a float, or ``ValueError`` unless it is finite and ``> 0`` (``positive``) or ``>= 0``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite float {bound}, got {value!r}")
+    return float(value)
 
 
 def check_label_smoothing(label_smoothing: float) -> float:

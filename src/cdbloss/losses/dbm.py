@@ -17,7 +17,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from cdbloss.losses._common import check_inputs, class_bias, host_checks, refuse_soft, spatial
+from cdbloss.losses._common import (
+    check_inputs,
+    check_number,
+    class_bias,
+    host_checks,
+    refuse_soft,
+    spatial,
+)
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.ldam import margin_counts
@@ -53,8 +60,7 @@ def dbm_class_margins(
         float64 ``(C,)``.
     """
     counts = margin_counts(class_counts, max_margin)
-    if not (power >= 0 and math.isfinite(power)):
-        raise ValueError(f"power must be a finite float >= 0, got {power!r}")
+    check_number("power", power, positive=False)
     return max_margin * (counts.min() / counts).pow(power)
 
 
@@ -114,10 +120,8 @@ def dbm_loss(
             f"class_margins must have shape (C,) = ({num_classes},), "
             f"got {tuple(class_margins.shape)}"
         )
-    if not (scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"scale must be a finite float > 0, got {scale!r}")
-    if not (instance_scale >= 0 and math.isfinite(instance_scale)):
-        raise ValueError(f"instance_scale must be a finite float >= 0, got {instance_scale!r}")
+    check_number("scale", scale, positive=True)
+    check_number("instance_scale", instance_scale, positive=False)
     if host_checks() and cosine.numel() and float(cosine.detach().abs().max()) > 1.0 + 1e-4:
         raise ValueError(
             "dbm_loss needs cosine logits in [-1, 1] (a normalised linear head, e.g. "
@@ -191,10 +195,8 @@ class DBMLoss(ClassWeightedLoss):
         )
         if base not in DBM_BASES:
             raise ValueError(f"base must be one of {DBM_BASES}, got {base!r}")
-        if not (scale > 0 and math.isfinite(scale)):
-            raise ValueError(f"scale must be a finite float > 0, got {scale!r}")
-        if not (instance_scale >= 0 and math.isfinite(instance_scale)):
-            raise ValueError(f"instance_scale must be a finite float >= 0, got {instance_scale!r}")
+        check_number("scale", scale, positive=True)
+        check_number("instance_scale", instance_scale, positive=False)
         counts = counts_tensor(class_counts, num_classes)
         self.register_buffer("class_margins", dbm_class_margins(counts, max_margin, power))
         self.register_buffer("log_prior", log_prior(counts, num_classes).float())

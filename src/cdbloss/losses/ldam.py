@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from cdbloss.losses._common import check_inputs, refuse_soft, spatial
+from cdbloss.losses._common import check_inputs, check_number, refuse_soft, spatial
 from cdbloss.losses.base import ClassWeightedLoss, counts_tensor
 from cdbloss.losses.cross_entropy import weighted_cross_entropy
 from cdbloss.losses.registry import register_loss
@@ -43,8 +42,7 @@ def margin_counts(class_counts: Sequence[int] | Tensor, max_margin: float) -> Te
         raise ValueError(
             f"class_counts must be a non-empty (C,) vector >= 0, got {counts.tolist()}"
         )
-    if not (max_margin > 0 and math.isfinite(max_margin)):
-        raise ValueError(f"max_margin must be a finite float > 0, got {max_margin!r}")
+    check_number("max_margin", max_margin, positive=True)
     return counts.clamp_min(1.0)
 
 
@@ -101,8 +99,7 @@ def ldam_loss(
         raise ValueError(
             f"margins must have shape (C,) = ({logits.shape[1]},), got {tuple(margins.shape)}"
         )
-    if not (scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"scale must be a finite float > 0, got {scale!r}")
+    check_number("scale", scale, positive=True)
     keep = target != ignore_index
     safe_target = torch.where(keep, target, torch.zeros_like(target))
     m = margins.to(device=logits.device, dtype=logits.dtype)[safe_target] * keep  # (N,)
@@ -151,8 +148,7 @@ class LDAMLoss(ClassWeightedLoss):
             num_classes, None, reduction, ignore_index, label_smoothing=label_smoothing
         )
         counts = counts_tensor(class_counts, num_classes)
-        if not (scale > 0 and math.isfinite(scale)):
-            raise ValueError(f"scale must be a finite float > 0, got {scale!r}")
+        check_number("scale", scale, positive=True)
         if drw_epoch is not None and (isinstance(drw_epoch, bool) or drw_epoch < 0):
             raise ValueError(f"drw_epoch must be an int >= 0 or None, got {drw_epoch!r}")
         self.register_buffer("margins", ldam_margins(counts, max_margin))
